@@ -1,0 +1,27 @@
+"""The one django-ninja API: the action-style endpoints (ask, stream, feedback, completions, predictions).
+
+Resources (collections, documents, chunks) are served by DRF; see config/urls.py.
+"""
+
+from ninja import NinjaAPI
+from ninja.security import django_auth
+
+from config.api_errors import install_ninja_handlers
+from config.authentication import ApiTokenAuth
+
+api = NinjaAPI(
+    title="Knowledge base action API",
+    version="1",
+    description="Ask questions, stream answers, give feedback, call the models. "
+    "Authenticate with `Authorization: Token <key>` (or `Bearer <key>`), or a signed-in session.",
+    auth=[ApiTokenAuth(), django_auth],
+    urls_namespace="ninja",
+    docs_url="/docs",
+    openapi_url="/openapi.json",
+)
+install_ninja_handlers(api)
+
+
+@api.get("/whoami", tags=["system"], summary="The account the request is authenticated as")
+def whoami(request):  # type: ignore[no-untyped-def]
+    return {"username": request.user.get_username(), "is_staff": request.user.is_staff}

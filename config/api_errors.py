@@ -1,0 +1,53 @@
+"""Domain errors to HTTP responses: the one mapping for DRF and the one for django-ninja."""
+
+from typing import Any
+
+from django.http import HttpRequest, HttpResponse
+from ninja import NinjaAPI
+from rest_framework.response import Response
+from rest_framework.views import exception_handler
+
+from config import errors
+
+STATUS_BY_ERROR: tuple[tuple[type[errors.DomainError], int], ...] = (
+    (errors.ObjectNotFound, 404),
+    (errors.AccessDenied, 403),
+    (errors.InvalidInput, 422),
+    (errors.Conflict, 409),
+    (errors.PayloadTooLarge, 413),
+    (errors.RateLimited, 429),
+    (errors.ServiceUnavailable, 503),
+)
+
+
+def status_for(exc: errors.DomainError) -> int:
+    for error_class, status in STATUS_BY_ERROR:
+        if isinstance(exc, error_class):
+            return status
+    return 400
+
+
+def error_body(exc: errors.DomainError) -> dict[str, Any]:
+    body: dict[str, Any] = {"detail": exc.message, "code": type(exc).__name__}
+    if exc.details:
+        body["details"] = exc.details
+    return body
+
+
+def _headers(exc: errors.DomainError) -> dict[str, str]:
+    return {"Retry-After": str(exc.retry_after)} if isinstance(exc, errors.RateLimited) else {}
+
+
+def drf_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    if isinstance(exc, errors.DomainError):
+        return Response(error_body(exc), status=status_for(exc), headers=_headers(exc))
+    return exception_handler(exc, context)
+
+
+def install_ninja_handlers(api: NinjaAPI) -> None:
+    @api.exception_handler(errors.DomainError)
+    def _domain_error(request: HttpRequest, exc: errors.DomainError) -> HttpResponse:
+        response = api.create_response(request, error_body(exc), status=status_for(exc))
+        for name, value in _headers(exc).items():
+            response[name] = value
+        return response

@@ -1,0 +1,1 @@
+"""A Django database backend that runs an embedded PostgreSQL (with pgvector) when no DATABASE_URL is given."""

@@ -1,0 +1,62 @@
+"""Liveness and readiness probes for load balancers, container platforms and people."""
+
+import logging
+from pathlib import Path
+
+from django.db import connection
+from django.http import HttpRequest, JsonResponse
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET
+
+from config.celery import app as celery_app
+
+logger = logging.getLogger(__name__)
+
+BROKER_TIMEOUT_SECONDS = 2.0
+
+
+@never_cache
+@require_GET
+def healthz(request: HttpRequest) -> JsonResponse:
+    """The process is up and serving requests."""
+    return JsonResponse({"status": "ok"})
+
+
+@never_cache
+@require_GET
+def readyz(request: HttpRequest) -> JsonResponse:
+    """The database and the broker are reachable; 503 naming the failing part otherwise."""
+    checks = {"database": _check_database(), "broker": _check_broker()}
+    ready = all(result == "ok" for result in checks.values())
+    return JsonResponse(
+        {"status": "ok" if ready else "unavailable", "checks": checks}, status=200 if ready else 503
+    )
+
+
+def _check_database() -> str:
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT extversion FROM pg_extension WHERE extname = 'vector'")
+            row = cursor.fetchone()
+    except Exception as exc:  # noqa: BLE001 - any failure means "not ready", and its text is the reason
+        logger.warning("readiness: database unreachable: %s", exc)
+        return f"unreachable: {type(exc).__name__}"
+    if row is None:
+        return "the vector extension is not installed (run manage.py migrate)"
+    return "ok"
+
+
+def _check_broker() -> str:
+    url = str(celery_app.conf.broker_url)
+    if url.startswith("filesystem://"):
+        folder = Path(celery_app.conf.broker_transport_options["data_folder_in"])
+        return "ok" if folder.is_dir() else f"unreachable: broker folder {folder} is missing"
+    try:
+        with celery_app.connection_for_write() as conn:
+            conn.ensure_connection(
+                max_retries=1, interval_start=0, interval_step=0, timeout=BROKER_TIMEOUT_SECONDS
+            )
+    except Exception as exc:  # noqa: BLE001 - any failure means "not ready", and its text is the reason
+        logger.warning("readiness: broker unreachable: %s", exc)
+        return f"unreachable: {type(exc).__name__}"
+    return "ok"

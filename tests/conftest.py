@@ -1,0 +1,44 @@
+# Django is imported inside the fixtures so that the NumPy core's tests also run without Django (-p no:django).
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def _media_in_tmp(request, tmp_path):
+    if "settings" in request.fixturenames or _uses_django(request):
+        settings = request.getfixturevalue("settings")
+        settings.MEDIA_ROOT = tmp_path / "media"
+
+
+def _uses_django(request) -> bool:
+    return request.config.pluginmanager.hasplugin("django") and bool(
+        request.node.get_closest_marker("django_db")
+        or {"db", "transactional_db", "client"} & set(request.fixturenames)
+    )
+
+
+@pytest.fixture
+def staff_user(db):
+    from tests.factories import UserFactory
+
+    return UserFactory(username="staff", is_staff=True)
+
+
+@pytest.fixture
+def reader(db):
+    from tests.factories import UserFactory
+
+    return UserFactory(username="reader")
+
+
+@pytest.fixture
+def reader_token(reader):
+    from rest_framework.authtoken.models import Token
+
+    return Token.objects.create(user=reader).key
+
+
+@pytest.fixture
+def staff_token(staff_user):
+    from rest_framework.authtoken.models import Token
+
+    return Token.objects.create(user=staff_user).key

@@ -1,0 +1,241 @@
+from datetime import timedelta
+
+import numpy as np
+import pytest
+from django.utils import timezone
+
+from knowledge import services
+from knowledge.embeddings import HASHING, MINILM, get_embedder
+from knowledge.models import Chunk, Document
+from tests import documents
+from tests.factories import CollectionFactory
+
+pytestmark = pytest.mark.django_db
+
+MANUAL = (
+    "# Maintenance\n\nRoutine vacuuming keeps tables healthy. Autovacuum does it for you.\n\n"
+    "## Autovacuum\n\nThe autovacuum launcher starts a worker every minute for each database.\n\n"
+    "## Statistics\n\nANALYZE collects statistics about the contents of tables."
+)
+
+
+@pytest.fixture
+def collection():
+    return CollectionFactory(slug="manual", embedding_model=HASHING)
+
+
+def add(collection, name, data, capture):
+    with capture(execute=True):
+        return services.document_add(collection=collection, name=name, content=data)
+
+
+def test_adding_a_document_indexes_it_in_the_background(collection, django_capture_on_commit_callbacks):
+    added = add(collection, "maintenance.md", MANUAL.encode(), django_capture_on_commit_callbacks)
+
+    document = Document.objects.get(pk=added.document.pk)
+    chunks = list(document.chunks.order_by("position"))
+    assert added.outcome == "created"
+    assert document.status == Document.Status.READY
+    assert document.progress == 1.0
+    assert document.title == "Maintenance"
+    assert document.media_type == "text/markdown"
+    assert document.embedding_model == HASHING
+    assert document.chunk_count == len(chunks) >= 1
+    assert document.token_count == sum(chunk.token_count for chunk in chunks)
+    assert [chunk.position for chunk in chunks] == list(range(len(chunks)))
+    text = document.content.text
+    for chunk in chunks:
+        assert text[chunk.start_offset : chunk.end_offset] == chunk.text
+        assert chunk.embedding is not None and len(chunk.embedding) == 384
+        assert chunk.search_vector
+        assert chunk.embedding_model == HASHING
+    assert {chunk.section for chunk in chunks} >= {"Maintenance › Autovacuum", "Maintenance › Statistics"}
+
+
+def test_same_bytes_twice_return_the_existing_document(collection, django_capture_on_commit_callbacks):
+    first = add(collection, "maintenance.md", MANUAL.encode(), django_capture_on_commit_callbacks)
+
+    again = add(collection, "copy-of-maintenance.md", MANUAL.encode(), django_capture_on_commit_callbacks)
+
+    assert again.outcome == "unchanged"
+    assert again.document.pk == first.document.pk
+    assert "same content as maintenance.md" in again.message
+    assert Document.objects.filter(collection=collection).count() == 1
+
+
+def test_changed_file_under_the_same_name_becomes_a_new_version(
+    collection, django_capture_on_commit_callbacks
+):
+    first = add(collection, "maintenance.md", MANUAL.encode(), django_capture_on_commit_callbacks)
+    old_file = first.document.file.name
+
+    changed = add(
+        collection,
+        "maintenance.md",
+        b"# Maintenance\n\nVACUUM FULL rewrites the table.",
+        django_capture_on_commit_callbacks,
+    )
+
+    document = Document.objects.get(pk=first.document.pk)
+    assert changed.outcome == "updated"
+    assert document.version == 2
+    assert document.status == Document.Status.READY
+    assert [chunk.text for chunk in document.chunks.all()] == ["VACUUM FULL rewrites the table."]
+    assert Chunk.objects.filter(collection=collection).count() == 1
+    assert not document.file.storage.exists(old_file)
+
+
+def test_running_the_ingestion_again_changes_nothing(collection, django_capture_on_commit_callbacks):
+    added = add(collection, "maintenance.md", MANUAL.encode(), django_capture_on_commit_callbacks)
+    before = list(
+        Chunk.objects.filter(document=added.document).order_by("position").values_list("pk", "text")
+    )
+
+    services.document_ingest(document_id=added.document.pk, task_id="a-duplicate-delivery")
+
+    after = list(Chunk.objects.filter(document=added.document).order_by("position").values_list("pk", "text"))
+    assert after == before
+
+
+def test_reingest_replaces_chunks_instead_of_appending(collection, django_capture_on_commit_callbacks):
+    added = add(collection, "maintenance.md", MANUAL.encode(), django_capture_on_commit_callbacks)
+    count = added.document.chunks.count()
+
+    with django_capture_on_commit_callbacks(execute=True):
+        services.document_reingest(document=added.document)
+
+    assert Chunk.objects.filter(document=added.document).count() == count
+    assert Document.objects.get(pk=added.document.pk).status == Document.Status.READY
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "reason"),
+    [
+        ("empty.txt", b"", "empty"),
+        ("scan.pdf", documents.scanned_pdf_bytes(), "no text layer"),
+        ("locked.pdf", documents.pdf_bytes(["secret"], password="pw"), "encrypted"),
+        ("cut.pdf", documents.pdf_bytes(["some words here"])[:300], "not a readable PDF"),
+        ("binary.txt", bytes(range(256)) * 40, "Unsupported type"),
+        ("app.html", b"<html><body><script>run()</script></body></html>", "no readable content"),
+        ("bomb.docx", documents.zip_bomb_docx_bytes(), "ZIP bomb"),
+    ],
+)
+def test_bad_files_end_failed_with_a_reason_and_no_chunks(
+    collection, django_capture_on_commit_callbacks, name, data, reason
+):
+    added = add(collection, name, data, django_capture_on_commit_callbacks)
+
+    document = Document.objects.get(pk=added.document.pk)
+    assert document.status == Document.Status.FAILED
+    assert reason in document.error
+    assert document.chunks.count() == 0
+
+
+def test_file_over_the_limit_is_refused_before_anything_is_stored(collection, settings):
+    settings.KNOWLEDGE_MAX_UPLOAD_BYTES = 100
+
+    with pytest.raises(services.DocumentTooLarge, match="limit"):
+        services.document_add(collection=collection, name="big.txt", content=b"x" * 101)
+
+    assert Document.objects.count() == 0
+
+
+def test_a_document_held_by_a_live_worker_is_left_alone(collection):
+    added = services.document_add(collection=collection, name="m.md", content=MANUAL.encode(), enqueue=False)
+    Document.objects.filter(pk=added.document.pk).update(
+        status=Document.Status.PROCESSING, task_id="other", heartbeat_at=timezone.now()
+    )
+
+    services.document_ingest(document_id=added.document.pk, task_id="mine")
+
+    assert Document.objects.get(pk=added.document.pk).status == Document.Status.PROCESSING
+    assert Chunk.objects.count() == 0
+
+
+def test_a_document_whose_worker_died_is_taken_over(collection, settings):
+    added = services.document_add(collection=collection, name="m.md", content=MANUAL.encode(), enqueue=False)
+    long_ago = timezone.now() - timedelta(seconds=settings.KNOWLEDGE_INGEST_STALE_SECONDS + 5)
+    Document.objects.filter(pk=added.document.pk).update(
+        status=Document.Status.PROCESSING, task_id="dead", heartbeat_at=long_ago, attempts=1
+    )
+
+    document = services.document_ingest(document_id=added.document.pk, task_id="rescuer")
+
+    assert document.status == Document.Status.READY
+    assert document.attempts == 2
+
+
+def test_a_redelivered_task_takes_its_own_document_back_at_once(collection):
+    added = services.document_add(collection=collection, name="m.md", content=MANUAL.encode(), enqueue=False)
+    Document.objects.filter(pk=added.document.pk).update(
+        status=Document.Status.PROCESSING, task_id="same-task", heartbeat_at=timezone.now(), attempts=1
+    )
+
+    document = services.document_ingest(document_id=added.document.pk, task_id="same-task")
+
+    assert document.status == Document.Status.READY
+
+
+def test_a_document_interrupted_too_often_fails_with_the_reason(collection, settings):
+    added = services.document_add(collection=collection, name="m.md", content=MANUAL.encode(), enqueue=False)
+    Document.objects.filter(pk=added.document.pk).update(
+        status=Document.Status.PROCESSING,
+        task_id="dead",
+        attempts=settings.KNOWLEDGE_INGEST_MAX_ATTEMPTS,
+        heartbeat_at=timezone.now() - timedelta(days=1),
+    )
+
+    document = services.document_ingest(document_id=added.document.pk, task_id="another")
+
+    assert document.status == Document.Status.FAILED
+    assert "interrupted" in document.error
+
+
+def test_stalled_and_forgotten_documents_are_queued_again(
+    collection, settings, django_capture_on_commit_callbacks
+):
+    stalled = services.document_add(
+        collection=collection, name="a.md", content=b"# A\n\nalpha", enqueue=False
+    )
+    waiting = services.document_add(collection=collection, name="b.md", content=b"# B\n\nbeta", enqueue=False)
+    fresh = services.document_add(collection=collection, name="c.md", content=b"# C\n\ngamma", enqueue=False)
+    Document.objects.filter(pk=stalled.document.pk).update(
+        status=Document.Status.PROCESSING, heartbeat_at=timezone.now() - timedelta(hours=1)
+    )
+    Document.objects.filter(pk=waiting.document.pk).update(updated_at=timezone.now() - timedelta(days=1))
+
+    with django_capture_on_commit_callbacks(execute=True):
+        requeued = services.documents_recover_stalled()
+
+    assert sorted(requeued) == sorted([stalled.document.pk, waiting.document.pk])
+    assert Document.objects.get(pk=stalled.document.pk).status == Document.Status.READY
+    assert Document.objects.get(pk=waiting.document.pk).status == Document.Status.READY
+    assert Document.objects.get(pk=fresh.document.pk).status == Document.Status.PENDING
+
+
+@pytest.mark.slow
+def test_reembedding_switches_the_collection_only_when_every_chunk_has_the_new_vector(
+    collection, django_capture_on_commit_callbacks
+):
+    added = add(collection, "maintenance.md", MANUAL.encode(), django_capture_on_commit_callbacks)
+    old_vectors = {c.pk: np.array(c.embedding) for c in Chunk.objects.filter(collection=collection)}
+
+    services.collection_reembed(collection=collection, model_name=MINILM)  # queued, not yet run
+    collection.refresh_from_db()
+    assert collection.embedding_model == HASHING
+    assert collection.reembed_target_model == MINILM
+
+    services.collection_reembed_run(collection_id=collection.pk)
+
+    collection.refresh_from_db()
+    assert collection.embedding_model == MINILM
+    assert collection.reembed_target_model == ""
+    assert collection.reembed_progress == 1.0
+    chunks = list(Chunk.objects.filter(collection=collection).select_related("document"))
+    assert {c.embedding_model for c in chunks} == {MINILM}
+    assert all(c.pending_embedding is None for c in chunks)
+    minilm = get_embedder(MINILM)
+    for chunk in chunks:
+        assert not np.allclose(chunk.embedding, old_vectors[chunk.pk])
+        assert float(np.dot(chunk.embedding, minilm.embed_query(chunk.text))) > 0.5
+    assert Document.objects.get(pk=added.document.pk).embedding_model == MINILM
