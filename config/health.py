@@ -3,12 +3,12 @@
 import logging
 from pathlib import Path
 
+from django.conf import settings
 from django.db import connection
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
-
-from config.celery import app as celery_app
+from kombu import Connection
 
 logger = logging.getLogger(__name__)
 
@@ -47,12 +47,12 @@ def _check_database() -> str:
 
 
 def _check_broker() -> str:
-    url = str(celery_app.conf.broker_url)
+    url = str(settings.CELERY_BROKER_URL)
     if url.startswith("filesystem://"):
-        folder = Path(celery_app.conf.broker_transport_options["data_folder_in"])
+        folder = Path(settings.CELERY_BROKER_TRANSPORT_OPTIONS["data_folder_in"])
         return "ok" if folder.is_dir() else f"unreachable: broker folder {folder} is missing"
     try:
-        with celery_app.connection_for_write() as conn:
+        with Connection(url, connect_timeout=BROKER_TIMEOUT_SECONDS) as conn:
             conn.ensure_connection(
                 max_retries=1, interval_start=0, interval_step=0, timeout=BROKER_TIMEOUT_SECONDS
             )

@@ -78,10 +78,16 @@ class SentenceTransformerEmbedder:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
         from sentence_transformers import SentenceTransformer
+        from transformers.utils import logging as transformers_logging
 
+        transformers_logging.disable_progress_bar()
         self.name = name
         self._model = SentenceTransformer(str(path), device=device)
-        self.dimensions = int(self._model.get_sentence_embedding_dimension() or 0)
+        dimension = (
+            getattr(self._model, "get_embedding_dimension", None)
+            or self._model.get_sentence_embedding_dimension
+        )
+        self.dimensions = int(dimension() or 0)
         self.max_tokens = int(self._model.max_seq_length)
         tokenizer_json = path / "tokenizer.json"
         self.tokenizer: Tokenizer = WordPieceTokenizer(tokenizer_json)
@@ -93,7 +99,11 @@ class SentenceTransformerEmbedder:
             return np.zeros((0, self.dimensions), dtype=np.float32)
         with self._lock:
             vectors = self._model.encode(
-                list(texts), batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True
+                list(texts),
+                batch_size=batch_size,
+                normalize_embeddings=True,
+                convert_to_numpy=True,
+                show_progress_bar=False,
             )
         return np.asarray(vectors, dtype=np.float32)
 
@@ -132,24 +142,30 @@ class HashingEmbedder:
         return self._vector(text)
 
 
+def check_embedding_model(name: str) -> None:
+    """Raise UnknownEmbeddingModel unless `name` can be loaded here (without loading it)."""
+    if name in (MINILM, HASHING) or Path(name).is_dir():
+        return
+    raise UnknownEmbeddingModel(
+        f"Embedding model {name!r} is not installed: use {MINILM!r}, {HASHING!r} "
+        "or the path of a local sentence-transformers model folder."
+    )
+
+
 @cache
 def get_embedder(name: str) -> Embedder:
     """The embedder called `name`, loaded on first use and then shared by the whole process."""
     from django.conf import settings
 
+    check_embedding_model(name)
     device = str(settings.KNOWLEDGE_EMBEDDING_DEVICE)
     embedder: Embedder
     if name == MINILM:
         embedder = SentenceTransformerEmbedder(name, minilm_path(), device=device)
     elif name == HASHING:
         embedder = HashingEmbedder()
-    elif Path(name).is_dir():
-        embedder = SentenceTransformerEmbedder(name, Path(name), device=device)
     else:
-        raise UnknownEmbeddingModel(
-            f"Embedding model {name!r} is not installed: use {MINILM!r}, {HASHING!r} "
-            "or the path of a local sentence-transformers model folder."
-        )
+        embedder = SentenceTransformerEmbedder(name, Path(name), device=device)
     if embedder.dimensions != DIMENSIONS:
         raise UnknownEmbeddingModel(
             f"Embedding model {name!r} makes {embedder.dimensions}-d vectors; the index stores {DIMENSIONS}-d vectors."

@@ -21,7 +21,7 @@ from django.utils.text import slugify
 
 from config.errors import Conflict, InvalidInput, ObjectNotFound, PayloadTooLarge
 from knowledge import chunking, parsing
-from knowledge.embeddings import Embedder, get_embedder
+from knowledge.embeddings import Embedder, check_embedding_model, get_embedder
 from knowledge.models import Chunk, Collection, Document, DocumentText
 
 if TYPE_CHECKING:
@@ -65,7 +65,7 @@ def collection_create(
     if not name.strip() or not slug:
         raise InvalidInput("A collection needs a name.")
     model_name = embedding_model or str(settings.KNOWLEDGE_EMBEDDING_MODEL)
-    get_embedder(model_name)  # fails now, with the reason, rather than at the first document
+    check_embedding_model(model_name)  # fails now, with the reason, rather than at the first document
     try:
         with transaction.atomic():
             return Collection.objects.create(
@@ -175,6 +175,22 @@ def document_add(
     return DocumentAdded(document, outcome, message)
 
 
+def document_import(
+    *, collection: Collection, name: str, content: IO[bytes] | bytes, index_now: bool
+) -> DocumentAdded:
+    """Add a file as `document_add` does, then index it in this process (`index_now`) or leave it to a worker.
+
+    Indexing in-process is for command-line imports that should not depend on a running worker.
+    """
+    added = document_add(collection=collection, name=name, content=content, enqueue=not index_now)
+    document = added.document
+    if index_now and not (document.status == Document.Status.READY and added.outcome == "unchanged"):
+        if document.status == Document.Status.FAILED:
+            document = document_reingest(document=document, enqueue=False)
+        document = document_ingest(document_id=document.pk)
+    return DocumentAdded(document, added.outcome, added.message)
+
+
 def _read_limited(stream: IO[bytes]) -> bytes:
     limit = settings.KNOWLEDGE_MAX_UPLOAD_BYTES
     data = stream.read(limit + 1)
@@ -202,14 +218,15 @@ def _enqueue_ingest(document_id: int) -> None:
     transaction.on_commit(lambda: ingest_document.delay(document_id))
 
 
-def document_reingest(*, document: Document) -> Document:
-    """Index `document` again from its original file, replacing its chunks."""
+def document_reingest(*, document: Document, enqueue: bool = True) -> Document:
+    """Index `document` again from its original file, replacing its chunks once the new ones are ready."""
     with transaction.atomic():
         document = Document.objects.select_for_update().get(pk=document.pk)
         _reset_for_indexing(document)
         document.indexed_hash = ""
         document.save()
-        _enqueue_ingest(document.pk)
+        if enqueue:
+            _enqueue_ingest(document.pk)
     return document
 
 

@@ -196,7 +196,7 @@ SPECTACULAR_SETTINGS = {
 
 # --- Celery -----------------------------------------------------------------------------------------------------
 
-CELERY_BROKER_URL = env("CELERY_BROKER_URL", default="filesystem://")
+CELERY_BROKER_URL = env("CELERY_BROKER_URL", default="filesystem://localhost/")
 CELERY_BROKER_FOLDER = DATA_DIR / "broker"
 if CELERY_BROKER_URL.startswith("filesystem://"):
     # No broker server configured: messages are files under the data folder, read by a real worker process.
@@ -207,10 +207,11 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "store_processed": False,
     }
 else:
-    # Redis re-delivers a message whose worker died after this many seconds (acks_late tasks).
-    CELERY_BROKER_TRANSPORT_OPTIONS = {
-        "visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=3600),
-    }
+    # Redis re-delivers an unacknowledged message (its worker died) after `visibility_timeout` seconds, which must
+    # exceed the longest task's hard time limit or a slow task would be delivered twice.
+    CELERY_BROKER_TRANSPORT_OPTIONS = env.json(
+        "CELERY_BROKER_TRANSPORT_OPTIONS", default={"visibility_timeout": 4000}
+    )
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
@@ -223,7 +224,10 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULE = {
-    "recover-stalled-documents": {"task": "knowledge.tasks.recover_stalled_documents", "schedule": 60.0},
+    "recover-stalled-documents": {
+        "task": "knowledge.tasks.recover_stalled_documents",
+        "schedule": env.float("KNOWLEDGE_RECOVERY_INTERVAL_SECONDS", default=60.0),
+    },
 }
 
 # --- Embeddings, retrieval, answers, models (app knobs carry their app's prefix) -------------------------------

@@ -17,10 +17,8 @@ def test_readyz_reports_database_and_broker_ok(client):
     assert response.json()["checks"] == {"database": "ok", "broker": "ok"}
 
 
-def test_readyz_names_the_broker_when_it_is_unreachable(client, monkeypatch):
-    from config.celery import app
-
-    monkeypatch.setattr(app.conf, "broker_url", "redis://127.0.0.1:1/0")
+def test_readyz_names_the_broker_when_it_is_unreachable(client, settings):
+    settings.CELERY_BROKER_URL = "redis://127.0.0.1:1/0"
 
     response = client.get("/readyz")
 
@@ -45,3 +43,13 @@ def test_readyz_names_the_database_when_it_is_unreachable(client, monkeypatch):
 
     assert response.status_code == 503
     assert response.json()["checks"]["database"] == "unreachable: OperationalError"
+
+
+def test_readyz_names_a_missing_file_broker_folder(client, settings, tmp_path):
+    settings.CELERY_BROKER_URL = "filesystem://localhost/"
+    settings.CELERY_BROKER_TRANSPORT_OPTIONS = {"data_folder_in": str(tmp_path / "missing")}
+
+    response = client.get("/readyz")
+
+    assert response.status_code == 503
+    assert "missing" in response.json()["checks"]["broker"]

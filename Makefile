@@ -1,0 +1,69 @@
+# The two commands a new user needs: `make run` and `make test`. Everything else is for development.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cat requirements/*.txt scripts/install_python_deps.sh | cksum | cut -d' ' -f1)
+export HF_HUB_OFFLINE ?= 1
+export TRANSFORMERS_OFFLINE ?= 1
+export TOKENIZERS_PARALLELISM ?= false
+
+.PHONY: help install run test test-fast lint format typecheck check worker constraints clean-data
+
+help:
+	@echo "make run        install, migrate, create an admin, load the demo, serve http://127.0.0.1:8000 with a worker"
+	@echo "make test       run the whole test suite"
+	@echo "make lint       ruff check and format check;  make typecheck  mypy"
+	@echo "make check      lint, typecheck, migrations check and deploy check"
+	@echo "make worker     run a Celery worker on its own"
+	@echo "make clean-data stop the embedded database and delete the data folder (var/)"
+
+$(STAMP):
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "Python 3.11 is required (set PYTHON=/path/to/python3.11)")'
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	bash scripts/install_python_deps.sh --dev --python $(BIN)/python
+	@rm -f $(VENV)/.installed-*
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/python scripts/run.py
+
+test: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "not slow and not browser" $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(STAMP)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy config knowledge chat mlmodels
+
+check: lint typecheck
+	$(BIN)/python manage.py makemigrations --check --dry-run
+	DJANGO_DEBUG=0 DJANGO_SECRET_KEY=$$($(BIN)/python -c 'import secrets; print(secrets.token_urlsafe(50))') \
+	  DJANGO_ALLOWED_HOSTS=kb.example.org DJANGO_SECURE_SSL_REDIRECT=1 DJANGO_SECURE_HSTS_SECONDS=31536000 \
+	  DJANGO_SESSION_COOKIE_SECURE=1 DJANGO_CSRF_COOKIE_SECURE=1 \
+	  $(BIN)/python manage.py check --deploy --fail-level WARNING
+
+worker: $(STAMP)
+	$(BIN)/python -m celery -A config worker --beat --loglevel INFO
+
+constraints:
+	rm -rf /tmp/kb-constraints && $(PYTHON) -m venv /tmp/kb-constraints
+	: > requirements/constraints.txt
+	bash scripts/install_python_deps.sh --dev --python /tmp/kb-constraints/bin/python
+	{ echo "# Every transitive version, as resolved from base.txt and dev.txt on Python 3.11 (torch is installed apart)."; \
+	  echo "# Regenerate: make constraints"; \
+	  /tmp/kb-constraints/bin/python -m pip freeze | grep -v -E '^(torch|pip|setuptools)=='; } > requirements/constraints.txt
+
+clean-data:
+	-@test -x $(BIN)/python && DJANGO_DEBUG=1 $(BIN)/python -c 'import django, os; os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.base"); django.setup(); from pathlib import Path; from django.conf import settings; from config.embedded_db import server; p = settings.DATABASES["default"].get("PGDATA"); p and server.stop(Path(p))'
+	rm -rf var

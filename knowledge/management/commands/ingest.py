@@ -1,0 +1,136 @@
+import sys
+from pathlib import Path
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from tqdm import tqdm
+
+from config.errors import DomainError
+from knowledge import services
+from knowledge.models import Collection, Document
+
+# Files picked up when a folder is walked; a file named on the command line is always taken.
+DOCUMENT_SUFFIXES = {".pdf", ".html", ".htm", ".xhtml", ".md", ".markdown", ".txt", ".text", ".rst", ".docx"}
+
+
+class Command(BaseCommand):
+    help = (
+        "Add files and folders (recursively) to a collection and index them. By default the indexing runs in "
+        "this process, so no worker is needed; --background leaves it to the workers and waits for them."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("paths", nargs="+", type=Path)
+        parser.add_argument("--collection", required=True, help="slug of the collection (created if missing)")
+        parser.add_argument("--public", action="store_true", help="make a newly created collection public")
+        parser.add_argument("--background", action="store_true", help="queue the files for the workers")
+        parser.add_argument(
+            "--no-wait", action="store_true", help="with --background: do not wait for the workers"
+        )
+        parser.add_argument("--timeout", type=float, default=6 * 3600, help="seconds to wait for the workers")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        files, skipped = _collect(options["paths"])
+        if not files:
+            raise CommandError("No document files found under the given paths.")
+        collection = Collection.objects.filter(slug=options["collection"]).first()
+        if collection is None:
+            visibility = (
+                Collection.Visibility.PUBLIC if options["public"] else Collection.Visibility.RESTRICTED
+            )
+            collection = services.collection_get_or_create(slug=options["collection"], visibility=visibility)
+            self.stdout.write(
+                f"Created collection {collection.slug} ({collection.get_visibility_display()})."
+            )
+
+        background = options["background"]
+        outcomes: dict[str, int] = {"created": 0, "updated": 0, "unchanged": 0}
+        failures: list[tuple[str, str]] = []
+        ids: list[int] = []
+        with tqdm(
+            total=len(files),
+            unit="file",
+            desc="indexing" if not background else "queueing",
+            disable=None,
+            file=sys.stderr,
+        ) as bar:
+            for path, name in files:
+                try:
+                    added = services.document_import(
+                        collection=collection, name=name, content=path.read_bytes(), index_now=not background
+                    )
+                except (DomainError, OSError) as exc:
+                    failures.append((name, str(getattr(exc, "message", exc))))
+                else:
+                    outcomes[added.outcome] += 1
+                    ids.append(added.document.pk)
+                    if added.document.status == Document.Status.FAILED:
+                        failures.append((name, added.document.error))
+                bar.update(1)
+                bar.set_postfix(failed=len(failures))
+
+        if background and not options["no_wait"]:
+            failures += self._wait(ids, options["timeout"])
+        self._summary(
+            collection, outcomes, failures, skipped, waited=not background or not options["no_wait"]
+        )
+        if failures:
+            sys.exit(1)
+
+    def _wait(self, ids: list[int], timeout: float) -> list[tuple[str, str]]:
+        with tqdm(total=len(ids), unit="doc", desc="indexing", disable=None, file=sys.stderr) as bar:
+
+            def progress(done: int, total: int) -> None:
+                bar.update(done - bar.n)
+
+            finished = services.documents_wait(ids=ids, timeout=timeout, on_progress=progress)
+        if not finished:
+            raise CommandError(
+                f"Timed out after {timeout:.0f} s: the workers have not finished (is one running? "
+                "start one with `celery -A config worker`, or run without --background)."
+            )
+        failed = Document.objects.filter(pk__in=ids, status=Document.Status.FAILED)
+        return [(document.source_name, document.error) for document in failed]
+
+    def _summary(
+        self,
+        collection: Collection,
+        outcomes: dict[str, int],
+        failures: list[tuple[str, str]],
+        skipped: list[Path],
+        *,
+        waited: bool,
+    ) -> None:
+        ready = Document.objects.filter(collection=collection, status=Document.Status.READY).count()
+        self.stdout.write(
+            f"{collection.slug}: {outcomes['created']} added, {outcomes['updated']} updated, "
+            f"{outcomes['unchanged']} unchanged, {len(failures)} failed"
+            + (f", {len(skipped)} skipped (not a document type)" if skipped else "")
+            + (
+                f"; {ready} documents ready in the collection."
+                if waited
+                else "; indexing continues in the background."
+            )
+        )
+        for name, reason in failures:
+            self.stdout.write(self.style.ERROR(f"  FAILED {name}: {reason}"))
+
+
+def _collect(paths: list[Path]) -> tuple[list[tuple[Path, str]], list[Path]]:
+    """Files to add, each with its source name: the file name, or the path below the folder that was given."""
+    files: list[tuple[Path, str]] = []
+    skipped: list[Path] = []
+    for base in paths:
+        if not base.exists():
+            raise CommandError(f"{base} does not exist.")
+        if base.is_file():
+            files.append((base, base.name))
+            continue
+        for path in sorted(base.rglob("*")):
+            if not path.is_file() or any(part.startswith(".") for part in path.relative_to(base).parts):
+                continue
+            if path.suffix.lower() in DOCUMENT_SUFFIXES:
+                files.append((path, str(path.relative_to(base))))
+            else:
+                skipped.append(path)
+    return files, skipped

@@ -1,0 +1,34 @@
+from pathlib import Path
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandParser
+
+from knowledge import services
+from knowledge.models import Collection
+
+DEMO_FOLDER = Path(__file__).resolve().parents[2] / "demo" / "postgresql"
+DEMO_SLUG = "postgresql-demo"
+
+
+class Command(BaseCommand):
+    help = (
+        "Load the demo knowledge base (twelve pages of the PostgreSQL manual); unchanged files are skipped."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--now", action="store_true", help="index in this process instead of by a worker")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        collection = services.collection_get_or_create(
+            slug=DEMO_SLUG, name="PostgreSQL manual (demo)", visibility=Collection.Visibility.PUBLIC
+        )
+        counts = {"created": 0, "updated": 0, "unchanged": 0}
+        for path in sorted(DEMO_FOLDER.glob("*.html")):
+            added = services.document_import(
+                collection=collection, name=path.name, content=path.read_bytes(), index_now=options["now"]
+            )
+            counts[added.outcome] += 1
+        self.stdout.write(
+            f"Demo collection {collection.slug}: {counts['created']} added, {counts['updated']} updated, "
+            f"{counts['unchanged']} unchanged."
+        )

@@ -1,0 +1,220 @@
+"""`make run`: migrate, make sure an admin exists, load the demo, then serve the site with a worker beside it.
+
+Ctrl-C (or SIGTERM) stops the web server, then the worker (letting its current task finish or be re-queued),
+then the embedded database when this script's settings use it. Running it again is safe: every step is
+idempotent, and a data folder left by a killed run is recovered by the embedded database's start-up.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PYTHON = sys.executable
+HOST = os.environ.get("KB_HOST", "127.0.0.1")
+PORT = os.environ.get("KB_PORT", "8000")
+STOP_TIMEOUT_SECONDS = 20
+
+
+def main() -> int:
+    env = _environment()
+    os.environ.update(env)
+    data_dir = Path(env["KB_DATA_DIR"])
+    data_dir.mkdir(parents=True, exist_ok=True)
+
+    _manage("migrate", "--noinput", env=env)
+    username, password, note = _admin_credentials(data_dir)
+    _ensure_admin(username, password, env)
+    _manage("load_demo", env=env)
+    _manage("ensure_models", env=env, optional=True)
+
+    children: list[tuple[str, subprocess.Popen[bytes]]] = []
+    stopping = False
+
+    def stop(signum: int, frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        children.append(("worker", _start_worker(env, data_dir)))
+        children.append(("web", _start_web(env)))
+        if _wait_until_serving(children):
+            _banner(username, password, note)
+        while not stopping:
+            for name, process in children:
+                if process.poll() is not None:
+                    print(f"\n{name} exited with status {process.returncode}; stopping.", flush=True)
+                    stopping = True
+            time.sleep(0.5)
+    finally:
+        print("\nStopping…", flush=True)
+        for name, process in reversed(children):
+            _stop(name, process)
+        _stop_embedded_database(env)
+    return 0
+
+
+def _environment() -> dict[str, str]:
+    env = dict(os.environ)
+    env.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.base")
+    env.setdefault("DJANGO_DEBUG", "1")
+    env.setdefault("KB_DATA_DIR", str(ROOT / "var"))
+    env.setdefault("HF_HUB_OFFLINE", "1")
+    env.setdefault("TRANSFORMERS_OFFLINE", "1")
+    env.setdefault("TOKENIZERS_PARALLELISM", "false")
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def _manage(*args: str, env: dict[str, str], optional: bool = False) -> None:
+    command = [PYTHON, str(ROOT / "manage.py"), *args]
+    if optional:
+        # Commands of features that may not be installed in this checkout are skipped, not fatal.
+        known = subprocess.run(
+            [PYTHON, str(ROOT / "manage.py"), "help", args[0]], check=False, env=env, capture_output=True
+        )
+        if known.returncode != 0:
+            return
+    subprocess.run(command, env=env, check=True, cwd=ROOT)
+
+
+def _admin_credentials(data_dir: Path) -> tuple[str, str, str]:
+    username = os.environ.get("DJANGO_SUPERUSER_USERNAME", "admin")
+    password = os.environ.get("DJANGO_SUPERUSER_PASSWORD", "")
+    if password:
+        return username, password, "from DJANGO_SUPERUSER_PASSWORD"
+    stored = data_dir / "admin-password.txt"
+    if stored.exists():
+        return (
+            username,
+            stored.read_text().strip(),
+            f"kept in {stored.relative_to(ROOT) if stored.is_relative_to(ROOT) else stored}",
+        )
+    password = secrets.token_urlsafe(12)
+    stored.write_text(password + "\n")
+    stored.chmod(0o600)
+    return (
+        username,
+        password,
+        f"generated, kept in {stored.relative_to(ROOT) if stored.is_relative_to(ROOT) else stored}",
+    )
+
+
+def _ensure_admin(username: str, password: str, env: dict[str, str]) -> None:
+    code = (
+        "from django.contrib.auth import get_user_model\n"
+        "User = get_user_model()\n"
+        f"user, created = User.objects.get_or_create(username={username!r}, defaults={{'email': {username!r} + '@localhost'}})\n"
+        "if created or not user.has_usable_password():\n"
+        f"    user.set_password({password!r})\n"
+        "user.is_staff = user.is_superuser = user.is_active = True\n"
+        "user.save()\n"
+        "print(('Created' if created else 'Kept') + ' the admin account ' + user.username + '.')\n"
+    )
+    subprocess.run(
+        [PYTHON, str(ROOT / "manage.py"), "shell", "--no-imports", "-c", code], env=env, check=True, cwd=ROOT
+    )
+
+
+def _start_worker(env: dict[str, str], data_dir: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [
+            PYTHON,
+            "-m",
+            "celery",
+            "-A",
+            "config",
+            "worker",
+            "--beat",
+            "--schedule",
+            str(data_dir / "celerybeat-schedule"),
+            "--loglevel",
+            os.environ.get("KB_WORKER_LOGLEVEL", "INFO"),
+            "--concurrency",
+            os.environ.get("KB_WORKER_CONCURRENCY", "2"),
+            "--without-gossip",
+            "--without-mingle",
+        ],
+        env=env,
+        cwd=ROOT,
+        start_new_session=True,
+    )
+
+
+def _start_web(env: dict[str, str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [PYTHON, str(ROOT / "manage.py"), "runserver", f"{HOST}:{PORT}", "--noreload"],
+        env=env,
+        cwd=ROOT,
+        start_new_session=True,
+    )
+
+
+def _wait_until_serving(children: list[tuple[str, subprocess.Popen[bytes]]]) -> bool:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if any(process.poll() is not None for _, process in children):
+            return False
+        try:
+            with urllib.request.urlopen(f"http://{HOST}:{PORT}/healthz", timeout=2) as response:
+                if response.status == 200:
+                    return True
+        except (urllib.error.URLError, OSError):
+            time.sleep(0.3)
+    return False
+
+
+def _banner(username: str, password: str, note: str) -> None:
+    url = f"http://{HOST}:{PORT}"
+    print(
+        "\n"
+        f"  The knowledge base is running on {url}/\n"
+        f"  Admin:  {url}/admin/   user {username!r}, password {password!r} ({note})\n"
+        f"  APIs:   {url}/api/ (resources) and {url}/api/docs (actions)\n"
+        f"  Health: {url}/readyz\n"
+        "  Ctrl-C stops the web server, the worker and the embedded database.\n",
+        flush=True,
+    )
+
+
+def _stop(name: str, process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is not None:
+        return
+    # To the main process only: Celery's warm shutdown lets the running tasks finish (or re-queues them).
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=STOP_TIMEOUT_SECONDS)
+    except subprocess.TimeoutExpired:
+        print(f"{name} did not stop in {STOP_TIMEOUT_SECONDS} s; killing it.", flush=True)
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+def _stop_embedded_database(env: dict[str, str]) -> None:
+    if env.get("DATABASE_URL"):
+        return
+    code = (
+        "from django.conf import settings\n"
+        "from pathlib import Path\n"
+        "from config.embedded_db import server\n"
+        "pgdata = settings.DATABASES['default'].get('PGDATA')\n"
+        "if pgdata and server.stop(Path(pgdata)):\n"
+        "    print('Stopped the embedded database.')\n"
+    )
+    subprocess.run(
+        [PYTHON, str(ROOT / "manage.py"), "shell", "--no-imports", "-c", code], env=env, cwd=ROOT, check=False
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())
