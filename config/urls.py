@@ -7,9 +7,12 @@ from rest_framework.routers import DefaultRouter
 
 from config import health
 from config.api import api
+from knowledge import api_rest as knowledge_rest
 
 # The resource API (DRF): every app registers its viewsets on this one router, whose root is /api/.
 router = DefaultRouter()
+router.register("collections", knowledge_rest.CollectionViewSet, basename="collection")
+router.register("documents", knowledge_rest.DocumentViewSet, basename="document")
 
 urlpatterns = [
     path("healthz", health.healthz, name="healthz"),

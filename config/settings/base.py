@@ -5,8 +5,12 @@ Every variable read here is documented in `.env.example`.
 
 from pathlib import Path
 
+import django_stubs_ext
 import environ
 from django.core.exceptions import ImproperlyConfigured
+
+# Lets classes be written generic (admin.ModelAdmin[Document]) for the type checker, at no runtime cost.
+django_stubs_ext.monkeypatch()
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 
@@ -238,6 +242,7 @@ KNOWLEDGE_EMBEDDING_DEVICE = env("KNOWLEDGE_EMBEDDING_DEVICE", default="cpu")
 KNOWLEDGE_CHUNK_TOKENS = env.int("KNOWLEDGE_CHUNK_TOKENS", default=200)
 KNOWLEDGE_CHUNK_OVERLAP_TOKENS = env.int("KNOWLEDGE_CHUNK_OVERLAP_TOKENS", default=32)
 KNOWLEDGE_MAX_UPLOAD_BYTES = env.int("KNOWLEDGE_MAX_UPLOAD_BYTES", default=50 * 1024 * 1024)
+KNOWLEDGE_MAX_REQUEST_BYTES = env.int("KNOWLEDGE_MAX_REQUEST_BYTES", default=500 * 1024 * 1024)
 KNOWLEDGE_TEXT_SEARCH_CONFIG = env("KNOWLEDGE_TEXT_SEARCH_CONFIG", default="english")
 KNOWLEDGE_INGEST_SOFT_TIME_LIMIT = env.int("KNOWLEDGE_INGEST_SOFT_TIME_LIMIT", default=3600)
 KNOWLEDGE_INGEST_TIME_LIMIT = env.int("KNOWLEDGE_INGEST_TIME_LIMIT", default=3900)
@@ -247,6 +252,17 @@ KNOWLEDGE_INGEST_MAX_ATTEMPTS = env.int("KNOWLEDGE_INGEST_MAX_ATTEMPTS", default
 # A document still waiting for a worker after this long is enqueued again (a lost message is harmless twice).
 KNOWLEDGE_INGEST_REQUEUE_SECONDS = env.int("KNOWLEDGE_INGEST_REQUEUE_SECONDS", default=3600)
 KNOWLEDGE_HNSW_EF_SEARCH = env.int("KNOWLEDGE_HNSW_EF_SEARCH", default=100)
+KNOWLEDGE_HNSW_MAX_SCAN_TUPLES = env.int("KNOWLEDGE_HNSW_MAX_SCAN_TUPLES", default=20000)
+# Retrieval: how many candidates each retriever contributes, how they are fused, and an optional reranker.
+KNOWLEDGE_SEARCH_CANDIDATES = env.int("KNOWLEDGE_SEARCH_CANDIDATES", default=50)
+KNOWLEDGE_FUSION = env("KNOWLEDGE_FUSION", default="rrf")
+KNOWLEDGE_RRF_K = env.int("KNOWLEDGE_RRF_K", default=60)
+KNOWLEDGE_HYBRID_DENSE_WEIGHT = env.float("KNOWLEDGE_HYBRID_DENSE_WEIGHT", default=1.0)
+KNOWLEDGE_HYBRID_LEXICAL_WEIGHT = env.float("KNOWLEDGE_HYBRID_LEXICAL_WEIGHT", default=1.0)
+KNOWLEDGE_LEXICAL_OPERATOR = env("KNOWLEDGE_LEXICAL_OPERATOR", default="or")
+KNOWLEDGE_TS_RANK_NORMALIZATION = env.int("KNOWLEDGE_TS_RANK_NORMALIZATION", default=0)
+KNOWLEDGE_RERANKER_MODEL = env("KNOWLEDGE_RERANKER_MODEL", default="")
+KNOWLEDGE_RERANK_CANDIDATES = env.int("KNOWLEDGE_RERANK_CANDIDATES", default=50)
 
 OPENAI_API_KEY = env("OPENAI_API_KEY", default="")
 OPENAI_BASE_URL = env("OPENAI_BASE_URL", default="")

@@ -98,7 +98,8 @@ def wait_for(predicate, timeout: float, what: str):
         if value:
             return value
         time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+    states = list(Document.objects.values_list("source_name", "status", "progress", "attempts", "error"))
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}; documents: {states}")
 
 
 def long_document() -> bytes:
@@ -157,7 +158,7 @@ def test_a_worker_killed_mid_document_leaves_it_to_the_redelivered_task_without_
             lambda: Document.objects.filter(
                 pk=added.document.pk, status=Document.Status.PROCESSING, progress__gte=0.3
             ).exists(),
-            timeout=120,
+            timeout=300,
             what="the first worker to be half-way through",
         )
         os.killpg(first.pid, signal.SIGKILL)
@@ -170,7 +171,7 @@ def test_a_worker_killed_mid_document_leaves_it_to_the_redelivered_task_without_
     with celery_worker(env, *rescue_args):
         document = wait_for(
             lambda: Document.objects.filter(pk=added.document.pk, status=Document.Status.READY).first(),
-            timeout=240,
+            timeout=420,
             what="the re-delivered task to finish the document",
         )
 

@@ -1,0 +1,269 @@
+"""The resource API (DRF): collections, documents and their chunks.
+
+Every queryset comes from a selector scoped to the caller, so a collection or document the caller may not read
+is a 404. Staff write (create, upload, re-ingest, delete); everyone else reads.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.db.models import QuerySet
+from django.http import FileResponse
+from django_filters import rest_framework as filters
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import mixins, permissions, serializers, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from config.errors import InvalidInput, PayloadTooLarge
+from knowledge import selectors, services
+from knowledge.models import Chunk, Collection, Document
+
+
+class IsStaffOrReadOnly(permissions.BasePermission):
+    def has_permission(self, request: Request, view: Any) -> bool:
+        if not (request.user and request.user.is_authenticated):
+            return False
+        return request.method in permissions.SAFE_METHODS or bool(request.user.is_staff)
+
+
+# --- Serializers: input and output apart ------------------------------------------------------------------------
+
+
+class CollectionOut(serializers.ModelSerializer[Collection]):
+    document_count = serializers.IntegerField(read_only=True, required=False)
+
+    class Meta:
+        model = Collection
+        fields = [
+            "id",
+            "slug",
+            "name",
+            "description",
+            "visibility",
+            "embedding_model",
+            "reembed_target_model",
+            "reembed_progress",
+            "document_count",
+            "created_at",
+            "updated_at",
+        ]
+
+
+class CollectionIn(serializers.Serializer[Any]):
+    name = serializers.CharField(max_length=200)
+    slug = serializers.SlugField(max_length=100, required=False, allow_blank=True)
+    description = serializers.CharField(required=False, allow_blank=True, default="")
+    visibility = serializers.ChoiceField(
+        choices=Collection.Visibility.choices, default=Collection.Visibility.RESTRICTED
+    )
+    embedding_model = serializers.CharField(required=False, allow_blank=True, default="")
+
+
+class DocumentOut(serializers.ModelSerializer[Document]):
+    collection = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    download_url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Document
+        fields = [
+            "id",
+            "collection",
+            "title",
+            "source_name",
+            "media_type",
+            "size_bytes",
+            "content_hash",
+            "version",
+            "status",
+            "error",
+            "progress",
+            "page_count",
+            "chunk_count",
+            "token_count",
+            "embedding_model",
+            "created_at",
+            "updated_at",
+            "indexed_at",
+            "download_url",
+        ]
+
+    def get_download_url(self, document: Document) -> str:
+        request = self.context.get("request")
+        path = f"/api/documents/{document.pk}/download/"
+        return request.build_absolute_uri(path) if request is not None else path
+
+
+class UploadIn(serializers.Serializer[Any]):
+    collection = serializers.SlugField(help_text="Slug of the collection to add the files to.")
+    files = serializers.ListField(
+        child=serializers.FileField(), allow_empty=False, help_text="One or many files."
+    )
+    title = serializers.CharField(
+        required=False, allow_blank=True, default="", help_text="Only with one file."
+    )
+
+
+class UploadResultOut(serializers.Serializer[Any]):
+    name = serializers.CharField()
+    outcome = serializers.ChoiceField(choices=["created", "updated", "unchanged"])
+    message = serializers.CharField()
+    document = DocumentOut()
+
+
+class ChunkOut(serializers.ModelSerializer[Chunk]):
+    class Meta:
+        model = Chunk
+        fields = [
+            "id",
+            "position",
+            "section",
+            "page_number",
+            "start_offset",
+            "end_offset",
+            "token_count",
+            "embedding_model",
+            "text",
+        ]
+
+
+# --- Views --------------------------------------------------------------------------------------------------------
+
+
+class CollectionViewSet(
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.DestroyModelMixin,
+    viewsets.GenericViewSet[Collection],
+):
+    permission_classes = [IsStaffOrReadOnly]
+    lookup_field = "slug"
+    serializer_class = CollectionOut
+
+    def get_queryset(self) -> QuerySet[Collection]:
+        from django.db.models import Count
+
+        return (
+            selectors.collection_list(user=self.request.user)
+            .annotate(document_count=Count("documents"))
+            .order_by("name")
+        )
+
+    @extend_schema(request=CollectionIn, responses={201: CollectionOut})
+    def create(self, request: Request) -> Response:
+        payload = CollectionIn(data=request.data)
+        payload.is_valid(raise_exception=True)
+        collection = services.collection_create(**payload.validated_data)
+        return Response(CollectionOut(collection).data, status=status.HTTP_201_CREATED)
+
+
+class DocumentFilter(filters.FilterSet):
+    collection = filters.CharFilter(field_name="collection__slug")
+    status = filters.ChoiceFilter(choices=Document.Status.choices)
+    q = filters.CharFilter(field_name="title", lookup_expr="icontains", label="Title contains")
+
+    class Meta:
+        model = Document
+        fields = ["collection", "status", "media_type"]
+
+
+class DocumentViewSet(
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.DestroyModelMixin,
+    viewsets.GenericViewSet[Document],
+):
+    permission_classes = [IsStaffOrReadOnly]
+    serializer_class = DocumentOut
+    filterset_class = DocumentFilter
+    parser_classes = [MultiPartParser, FormParser, JSONParser]
+
+    def get_queryset(self) -> QuerySet[Document]:
+        return selectors.document_list(user=self.request.user).order_by("-created_at", "-pk")
+
+    @extend_schema(
+        request={"multipart/form-data": UploadIn},
+        responses={
+            201: UploadResultOut(many=True),
+            413: OpenApiResponse(description="A file (or the request) is larger than the upload limit."),
+        },
+        description="Upload one or many files into a collection. The same bytes twice return the existing "
+        "document (outcome `unchanged`); new bytes under an existing file name make a new version (`updated`).",
+    )
+    def create(self, request: Request) -> Response:
+        length = int(request.META.get("CONTENT_LENGTH") or 0)
+        if length > settings.KNOWLEDGE_MAX_REQUEST_BYTES:
+            raise PayloadTooLarge(
+                f"The request is {length / 1e6:.1f} MB; at most {settings.KNOWLEDGE_MAX_REQUEST_BYTES / 1e6:.1f} MB "
+                "may be uploaded at once."
+            )
+        data = {
+            "collection": request.data.get("collection"),
+            "files": request.FILES.getlist("files") or request.FILES.getlist("file"),
+            "title": request.data.get("title", ""),
+        }
+        payload = UploadIn(data=data)
+        payload.is_valid(raise_exception=True)
+        collection = selectors.collection_get(user=request.user, slug=payload.validated_data["collection"])
+        uploads = payload.validated_data["files"]
+        title = payload.validated_data["title"]
+        if title and len(uploads) > 1:
+            raise InvalidInput("A title can only be given when one file is uploaded.")
+        # All or nothing: one file over the limit refuses the upload before any file is stored.
+        for upload in uploads:
+            if upload.size > settings.KNOWLEDGE_MAX_UPLOAD_BYTES:
+                raise services.DocumentTooLarge(
+                    f"{upload.name} is {upload.size / 1e6:.1f} MB; the limit is "
+                    f"{settings.KNOWLEDGE_MAX_UPLOAD_BYTES / 1e6:.1f} MB per file. Nothing was uploaded.",
+                    file=upload.name,
+                    limit_bytes=settings.KNOWLEDGE_MAX_UPLOAD_BYTES,
+                )
+        results = []
+        for upload in uploads:
+            added = services.document_add(
+                collection=collection, name=upload.name, content=upload, created_by=request.user, title=title
+            )
+            results.append(
+                {
+                    "name": upload.name,
+                    "outcome": added.outcome,
+                    "message": added.message,
+                    "document": DocumentOut(added.document, context={"request": request}).data,
+                }
+            )
+        return Response(results, status=status.HTTP_201_CREATED)
+
+    def perform_destroy(self, instance: Document) -> None:
+        services.document_delete(document=instance)
+
+    @extend_schema(request=None, responses={202: DocumentOut})
+    @action(detail=True, methods=["post"])
+    def reingest(self, request: Request, pk: str | None = None) -> Response:
+        document = services.document_reingest(document=self.get_object())
+        return Response(
+            DocumentOut(document, context={"request": request}).data, status=status.HTTP_202_ACCEPTED
+        )
+
+    @extend_schema(responses={200: ChunkOut(many=True)})
+    @action(detail=True, methods=["get"])
+    def chunks(self, request: Request, pk: str | None = None) -> Response:
+        document = self.get_object()
+        page = self.paginate_queryset(Chunk.objects.filter(document=document).order_by("position"))
+        return self.get_paginated_response(ChunkOut(page, many=True).data)
+
+    @extend_schema(
+        responses={(200, "application/octet-stream"): OpenApiResponse(description="The original file.")}
+    )
+    @action(detail=True, methods=["get"])
+    def download(self, request: Request, pk: str | None = None) -> FileResponse:
+        document = self.get_object()
+        return FileResponse(
+            document.file.open("rb"),
+            as_attachment=True,
+            filename=document.source_name.rsplit("/", 1)[-1],
+            content_type=document.media_type or "application/octet-stream",
+        )

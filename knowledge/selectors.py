@@ -1,0 +1,123 @@
+"""Reads of the knowledge base, always scoped to what the asking user may see."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from django.db.models import QuerySet
+
+from config.errors import ObjectNotFound
+from knowledge import search
+from knowledge.models import Chunk, Collection, Document
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+
+    User = AbstractBaseUser | AnonymousUser
+
+
+class CollectionNotReadable(ObjectNotFound):
+    """No such collection, or you may not read it."""
+
+
+def collection_list(*, user: User) -> QuerySet[Collection]:
+    """The collections `user` may read."""
+    return Collection.objects.readable_by(user)
+
+
+def collection_get(*, user: User, slug: str) -> Collection:
+    """One readable collection by slug; raises CollectionNotReadable."""
+    collection = Collection.objects.readable_by(user).filter(slug=slug).first()
+    if collection is None:
+        raise CollectionNotReadable(f"No collection {slug!r} that you may read.")
+    return collection
+
+
+def collections_for_search(
+    *, user: User, ids: Sequence[int] | None = None, slugs: Sequence[str] | None = None
+) -> list[Collection]:
+    """The readable collections among `ids`/`slugs` (all readable ones when neither is given).
+
+    Raises CollectionNotReadable naming the first requested collection the user may not read (or that does not
+    exist), so that asking about a forbidden collection is an error, not a silently narrower search."""
+    readable = Collection.objects.readable_by(user)
+    if not ids and not slugs:
+        return list(readable)
+    found = list(readable.filter(pk__in=list(ids or [])) | readable.filter(slug__in=list(slugs or [])))
+    missing_ids = set(ids or []) - {collection.pk for collection in found}
+    missing_slugs = set(slugs or []) - {collection.slug for collection in found}
+    if missing_ids or missing_slugs:
+        name = sorted(map(str, missing_ids))[0] if missing_ids else sorted(missing_slugs)[0]
+        raise CollectionNotReadable(f"No collection {name!r} that you may read.", collection=name)
+    return found
+
+
+def chunk_search(
+    *,
+    user: User,
+    query: str,
+    collection_ids: Sequence[int] | None = None,
+    collection_slugs: Sequence[str] | None = None,
+    limit: int = 10,
+    mode: search.Mode = "hybrid",
+    rerank: bool = False,
+    **options: Any,
+) -> search.SearchResult:
+    """The chunks most relevant to `query` among the collections `user` may read (or the requested subset of
+    them). Raises CollectionNotReadable and search.InvalidSearch."""
+    collections = collections_for_search(user=user, ids=collection_ids, slugs=collection_slugs)
+    return search.search(
+        query=query, collections=collections, limit=limit, mode=mode, rerank=rerank, **options
+    )
+
+
+def document_list(*, user: User) -> QuerySet[Document]:
+    return Document.objects.readable_by(user).select_related("collection")
+
+
+def document_get(*, user: User, document_id: int) -> Document:
+    """One readable document; raises ObjectNotFound."""
+    document = document_list(user=user).filter(pk=document_id).first()
+    if document is None:
+        raise ObjectNotFound("No such document that you may read.")
+    return document
+
+
+def chunk_list(*, user: User, document_id: int) -> QuerySet[Chunk]:
+    document = document_get(user=user, document_id=document_id)
+    return Chunk.objects.filter(document=document).order_by("position")
+
+
+def chunk_get(*, user: User, chunk_id: int) -> Chunk:
+    """One readable chunk with its document; raises ObjectNotFound."""
+    chunk = (
+        Chunk.objects.readable_by(user)
+        .select_related("document", "document__collection")
+        .filter(pk=chunk_id)
+        .first()
+    )
+    if chunk is None:
+        raise ObjectNotFound("No such passage that you may read.")
+    return chunk
+
+
+def chunk_context(*, chunk: Chunk, characters: int = 600) -> tuple[str, str, str]:
+    """The text around a chunk in its document: (before, passage, after), from the extracted text."""
+    from knowledge.models import DocumentText
+
+    content = (
+        DocumentText.objects.filter(document_id=chunk.document_id).values_list("text", flat=True).first()
+        or ""
+    )
+    if not content:
+        return "", chunk.text, ""
+    start = max(0, chunk.start_offset - characters)
+    end = min(len(content), chunk.end_offset + characters)
+    before = content[start : chunk.start_offset]
+    after = content[chunk.end_offset : end]
+    return (
+        ("…" if start > 0 else "") + before,
+        content[chunk.start_offset : chunk.end_offset],
+        after + ("…" if end < len(content) else ""),
+    )

@@ -1,0 +1,157 @@
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from rest_framework.test import APIClient
+
+from knowledge.embeddings import HASHING
+from knowledge.models import Collection, Document
+from tests.factories import CollectionFactory
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def api():
+    return APIClient()
+
+
+@pytest.fixture
+def public():
+    return CollectionFactory(slug="public", visibility=Collection.Visibility.PUBLIC, embedding_model=HASHING)
+
+
+@pytest.fixture
+def secret():
+    return CollectionFactory(
+        slug="secret", visibility=Collection.Visibility.RESTRICTED, embedding_model=HASHING
+    )
+
+
+def upload(api, token, collection, *files, **extra):
+    api.credentials(HTTP_AUTHORIZATION=f"Token {token}")
+    return api.post(
+        "/api/documents/", {"collection": collection, "files": list(files), **extra}, format="multipart"
+    )
+
+
+def test_staff_upload_many_files_at_once_and_see_them_indexed(
+    api, staff_token, public, django_capture_on_commit_callbacks
+):
+    files = [SimpleUploadedFile(f"page{i}.md", f"# Page {i}\n\nText number {i}.".encode()) for i in range(3)]
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = upload(api, staff_token, "public", *files)
+
+    assert response.status_code == 201
+    assert [item["outcome"] for item in response.json()] == ["created"] * 3
+    listing = api.get("/api/documents/", {"collection": "public", "status": "READY"}).json()
+    assert listing["count"] == 3
+    document = listing["results"][0]
+    assert document["progress"] == 1.0 and document["chunk_count"] == 1
+    chunks = api.get(f"/api/documents/{document['id']}/chunks/").json()
+    assert chunks["results"][0]["text"].startswith("Text number")
+
+
+def test_uploading_the_same_bytes_again_reports_the_existing_document(api, staff_token, public):
+    content = b"# Same\n\nIdentical bytes."
+    first = upload(api, staff_token, "public", SimpleUploadedFile("a.md", content)).json()[0]
+
+    again = upload(api, staff_token, "public", SimpleUploadedFile("b.md", content)).json()[0]
+
+    assert again["outcome"] == "unchanged"
+    assert again["document"]["id"] == first["document"]["id"]
+    assert Document.objects.count() == 1
+
+
+def test_a_file_over_the_limit_is_refused_with_413_and_nothing_is_stored(api, staff_token, public, settings):
+    settings.KNOWLEDGE_MAX_UPLOAD_BYTES = 1000
+    small = SimpleUploadedFile("small.txt", b"fits")
+    large = SimpleUploadedFile("large.txt", b"x" * 1001)
+
+    response = upload(api, staff_token, "public", small, large)
+
+    assert response.status_code == 413
+    assert "large.txt" in response.json()["detail"]
+    assert Document.objects.count() == 0
+
+
+def test_upload_without_files_is_a_clear_400(api, staff_token, public):
+    api.credentials(HTTP_AUTHORIZATION=f"Token {staff_token}")
+
+    response = api.post("/api/documents/", {"collection": "public"}, format="multipart")
+
+    assert response.status_code == 400
+    assert "files" in response.json()
+
+
+def test_readers_read_but_do_not_write(api, reader_token, public):
+    response = upload(api, reader_token, "public", SimpleUploadedFile("x.md", b"# X\n\ny"))
+
+    assert response.status_code == 403
+    assert api.get("/api/collections/").status_code == 200
+
+
+def test_a_collection_the_reader_may_not_read_is_404_everywhere(
+    api, reader_token, staff_token, secret, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        document_id = upload(
+            api, staff_token, "secret", SimpleUploadedFile("s.md", b"# S\n\nclassified")
+        ).json()[0]["document"]["id"]
+    api.credentials(HTTP_AUTHORIZATION=f"Token {reader_token}")
+
+    assert api.get("/api/collections/secret/").status_code == 404
+    assert api.get(f"/api/documents/{document_id}/").status_code == 404
+    assert api.get(f"/api/documents/{document_id}/chunks/").status_code == 404
+    assert api.get(f"/api/documents/{document_id}/download/").status_code == 404
+    assert api.get("/api/documents/").json()["count"] == 0
+    assert "secret" not in [c["slug"] for c in api.get("/api/collections/").json()["results"]]
+
+
+def test_granting_a_user_makes_the_collection_readable(api, reader, reader_token, secret):
+    secret.allowed_users.add(reader)
+    api.credentials(HTTP_AUTHORIZATION=f"Token {reader_token}")
+
+    assert api.get("/api/collections/secret/").status_code == 200
+
+
+def test_staff_create_collections_and_delete_documents(api, staff_token, django_capture_on_commit_callbacks):
+    api.credentials(HTTP_AUTHORIZATION=f"Token {staff_token}")
+    created = api.post("/api/collections/", {"name": "Handbook", "visibility": "public"}, format="json")
+    with django_capture_on_commit_callbacks(execute=True):
+        document = upload(api, staff_token, "handbook", SimpleUploadedFile("h.md", b"# H\n\nhello")).json()[
+            0
+        ]["document"]
+
+    deleted = api.delete(f"/api/documents/{document['id']}/")
+
+    assert created.status_code == 201 and created.json()["slug"] == "handbook"
+    assert deleted.status_code == 204
+    assert Document.objects.count() == 0
+
+
+def test_duplicate_collection_name_is_409(api, staff_token, public):
+    api.credentials(HTTP_AUTHORIZATION=f"Token {staff_token}")
+
+    response = api.post("/api/collections/", {"name": public.name, "slug": "another"}, format="json")
+
+    assert response.status_code == 409
+
+
+def test_reingest_and_download_the_original(api, staff_token, public, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        document = upload(
+            api, staff_token, "public", SimpleUploadedFile("r.md", b"# R\n\nreindex me")
+        ).json()[0]["document"]
+
+    with django_capture_on_commit_callbacks(execute=True):
+        reingested = api.post(f"/api/documents/{document['id']}/reingest/")
+    download = api.get(f"/api/documents/{document['id']}/download/")
+
+    assert reingested.status_code == 202
+    assert Document.objects.get(pk=document["id"]).status == Document.Status.READY
+    assert b"".join(download.streaming_content) == b"# R\n\nreindex me"
+
+
+def test_anonymous_requests_are_401(api, public):
+    assert api.get("/api/collections/").status_code == 401
+    assert api.get("/api/documents/").status_code == 401

@@ -1,0 +1,206 @@
+import numpy as np
+import pytest
+from django.contrib.auth.models import AnonymousUser
+from django.db import connection, transaction
+
+from knowledge import search, selectors, services
+from knowledge.embeddings import HASHING, MINILM, get_embedder
+from knowledge.models import Chunk, Document
+from tests.factories import CollectionFactory, GroupFactory, UserFactory
+
+pytestmark = pytest.mark.django_db
+
+PAGES = {
+    "vacuum.md": "# Vacuum\n\nVACUUM reclaims storage occupied by dead tuples. Autovacuum runs it automatically.",
+    "backup.md": "# Backup\n\npg_dump writes a consistent snapshot of one database to a file for backups.",
+    "index.md": "# Indexes\n\nA B-tree index speeds up equality and range queries on sortable data.",
+    "json.md": "# JSON\n\nThe jsonb type stores JSON in a decomposed binary format that supports indexing.",
+}
+
+
+def fill(collection, pages, capture):
+    with capture(execute=True):
+        for name, text in pages.items():
+            services.document_add(collection=collection, name=name, content=text.encode())
+
+
+@pytest.mark.parametrize("mode", ["dense", "lexical", "hybrid"])
+def test_each_mode_finds_the_page_about_the_question(mode, django_capture_on_commit_callbacks):
+    collection = CollectionFactory(embedding_model=MINILM)
+    fill(collection, PAGES, django_capture_on_commit_callbacks)
+
+    result = search.search(
+        query="reclaim storage from dead tuples", collections=[collection], limit=3, mode=mode
+    )
+
+    assert result.hits[0].source_name == "vacuum.md"
+    assert result.hits[0].title == "Vacuum"
+
+
+def test_hybrid_reports_each_retrievers_rank_and_score(django_capture_on_commit_callbacks):
+    collection = CollectionFactory(embedding_model=MINILM)
+    fill(collection, PAGES, django_capture_on_commit_callbacks)
+
+    result = search.search(query="pg_dump backups", collections=[collection], limit=4, mode="hybrid")
+
+    top = result.hits[0]
+    assert top.source_name == "backup.md"
+    assert top.dense_rank == 1 and top.lexical_rank == 1
+    assert 0 < top.dense_similarity <= 1 and top.lexical_score > 0
+    assert set(result.timings) >= {"embed", "search", "total"}
+
+
+def test_weighted_fusion_ranks_like_rrf_on_an_easy_question(django_capture_on_commit_callbacks):
+    collection = CollectionFactory(embedding_model=MINILM)
+    fill(collection, PAGES, django_capture_on_commit_callbacks)
+
+    result = search.search(query="binary JSON storage", collections=[collection], limit=2, fusion="weighted")
+
+    assert result.hits[0].source_name == "json.md"
+    assert 0 < result.hits[0].score <= 2.0
+
+
+def test_search_never_leaves_the_given_collections(django_capture_on_commit_callbacks):
+    mine = CollectionFactory(embedding_model=HASHING)
+    other = CollectionFactory(embedding_model=HASHING)
+    fill(mine, {"a.md": "# A\n\nvacuum and autovacuum"}, django_capture_on_commit_callbacks)
+    fill(other, {"b.md": "# B\n\nvacuum vacuum vacuum"}, django_capture_on_commit_callbacks)
+
+    result = search.search(query="vacuum", collections=[mine], limit=10)
+
+    assert {hit.collection_id for hit in result.hits} == {mine.pk}
+
+
+def test_only_chunks_of_the_collections_active_model_are_searched(django_capture_on_commit_callbacks):
+    collection = CollectionFactory(embedding_model=HASHING)
+    fill(collection, PAGES, django_capture_on_commit_callbacks)
+    Chunk.objects.filter(document__source_name="vacuum.md").update(embedding_model="some-other-model")
+
+    result = search.search(query="VACUUM dead tuples", collections=[collection], limit=10, mode="hybrid")
+
+    assert "vacuum.md" not in {hit.source_name for hit in result.hits}
+
+
+def synthetic_chunks(collection, count, rng):
+    document = Document.objects.create(
+        collection=collection,
+        title=f"synthetic {collection.slug}",
+        source_name=f"{collection.slug}.txt",
+        size_bytes=1,
+        content_hash=f"{collection.pk:064d}",
+        status=Document.Status.READY,
+    )
+    vectors = rng.standard_normal((count, 384)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    Chunk.objects.bulk_create(
+        [
+            Chunk(
+                document=document,
+                collection=collection,
+                position=i,
+                text=f"chunk {i}",
+                start_offset=0,
+                end_offset=0,
+                token_count=2,
+                embedding=vector,
+                embedding_model=collection.embedding_model,
+            )
+            for i, vector in enumerate(vectors)
+        ],
+        batch_size=2000,
+    )
+
+
+def test_a_restrictive_filter_still_returns_k_dense_results():
+    """A collection with 1% of the chunks, searched through the HNSW index with a small ef_search: a plain index
+    scan finds almost none of its chunks among the nearest candidates; the iterative scan keeps going until k."""
+    rng = np.random.default_rng(7)
+    big = CollectionFactory(embedding_model=HASHING)
+    small = CollectionFactory(embedding_model=HASHING)
+    synthetic_chunks(big, 4950, rng)
+    synthetic_chunks(small, 50, rng)
+    with connection.cursor() as cursor:
+        # Leave the planner only the HNSW index, as it would choose on a large table (rolled back after the test).
+        cursor.execute(
+            "SELECT indexname FROM pg_indexes WHERE tablename = 'knowledge_chunk' AND indexdef LIKE '%%(collection_id%%'"
+        )
+        for (name,) in cursor.fetchall():
+            cursor.execute(f'DROP INDEX "{name}"')
+        cursor.execute("SET enable_seqscan = off")
+        cursor.execute("SET enable_bitmapscan = off")
+    query_vector = "[" + ",".join(f"{v:.6f}" for v in get_embedder(HASHING).embed_query("anything")) + "]"
+
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SET LOCAL hnsw.ef_search = 10")
+        cursor.execute("SET LOCAL hnsw.iterative_scan = off")
+        cursor.execute(
+            "SELECT count(*) FROM (SELECT id FROM knowledge_chunk WHERE collection_id = %s "
+            "ORDER BY embedding <=> %s::vector LIMIT 10) s",
+            [small.pk, query_vector],
+        )
+        without_iteration = cursor.fetchone()[0]
+        cursor.execute(
+            "EXPLAIN SELECT id FROM knowledge_chunk WHERE collection_id = %s ORDER BY embedding <=> %s::vector LIMIT 10",
+            [small.pk, query_vector],
+        )
+        plan = " ".join(row[0] for row in cursor.fetchall())
+    result = search.search(query="anything", collections=[small], limit=10, mode="dense", ef_search=10)
+
+    assert "chunk_embedding_hnsw" in plan
+    assert without_iteration < 10
+    assert len(result.hits) == 10
+    assert {hit.collection_id for hit in result.hits} == {small.pk}
+
+
+def test_users_search_only_what_they_may_read(django_capture_on_commit_callbacks):
+    public = CollectionFactory(visibility="public", embedding_model=HASHING)
+    secret = CollectionFactory(visibility="restricted", embedding_model=HASHING)
+    team = GroupFactory()
+    shared = CollectionFactory(visibility="restricted", embedding_model=HASHING)
+    shared.allowed_groups.add(team)
+    member = UserFactory()
+    member.groups.add(team)
+    outsider = UserFactory()
+    for collection in (public, secret, shared):
+        fill(
+            collection,
+            {f"{collection.slug}.md": "# Doc\n\nshared words about vacuum"},
+            django_capture_on_commit_callbacks,
+        )
+
+    member_hits = selectors.chunk_search(user=member, query="vacuum", limit=10)
+    outsider_hits = selectors.chunk_search(user=outsider, query="vacuum", limit=10)
+
+    assert {hit.collection_id for hit in member_hits.hits} == {public.pk, shared.pk}
+    assert {hit.collection_id for hit in outsider_hits.hits} == {public.pk}
+    with pytest.raises(selectors.CollectionNotReadable):
+        selectors.chunk_search(user=outsider, query="vacuum", collection_ids=[secret.pk])
+    assert selectors.collections_for_search(user=AnonymousUser()) == []
+
+
+def test_bad_mode_and_limit_are_clear_errors():
+    with pytest.raises(search.InvalidSearch, match="mode"):
+        search.search(query="x", collections=[], mode="fuzzy")  # type: ignore[arg-type]
+    with pytest.raises(search.InvalidSearch, match="limit"):
+        search.search(query="x", collections=[], limit=0)
+
+
+class ReverseReranker:
+    name = "reverse"
+
+    def score(self, query, texts):
+        return [float(-index) if "B-tree" not in text else 100.0 for index, text in enumerate(texts)]
+
+
+def test_a_reranker_reorders_the_fused_candidates(django_capture_on_commit_callbacks):
+    collection = CollectionFactory(embedding_model=HASHING)
+    fill(collection, PAGES, django_capture_on_commit_callbacks)
+
+    result = search.search(
+        query="vacuum", collections=[collection], limit=2, rerank=True, reranker=ReverseReranker()
+    )
+
+    assert result.reranked
+    assert result.hits[0].source_name == "index.md"
+    assert result.hits[0].rerank_score == 100.0
+    assert "rerank" in result.timings
