@@ -9,6 +9,7 @@ from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.http import HttpRequest
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from ninja.security import APIKeyHeader
 from rest_framework import authentication, exceptions
 from rest_framework.authtoken.models import Token
@@ -62,3 +63,18 @@ class ApiTokenAuth(APIKeyHeader):
         if user is not None:
             request.user = user  # type: ignore[assignment]
         return user
+
+
+class TokenAuthenticationScheme(OpenApiAuthenticationExtension):  # type: ignore[misc]
+    """Describes the token header in the resource API's OpenAPI schema."""
+
+    target_class = "config.authentication.TokenAuthentication"
+    name = "tokenAuth"
+
+    def get_security_definition(self, auto_schema: Any) -> dict[str, str]:
+        return {
+            "type": "apiKey",
+            "in": "header",
+            "name": "Authorization",
+            "description": "`Token <key>` or `Bearer <key>`; keys are created in admin or by `manage.py drf_create_token`.",
+        }

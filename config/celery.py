@@ -11,11 +11,14 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 
 
-@app.on_after_configure.connect
-def _create_file_broker_folders(sender: Celery, **kwargs: Any) -> None:
+def ensure_file_broker_folders(broker_url: str, options: dict[str, Any]) -> None:
     """The file broker (used when no CELERY_BROKER_URL is set) needs its folders before the first message."""
-    if str(sender.conf.broker_url).startswith("filesystem://"):
-        options = sender.conf.broker_transport_options or {}
+    if str(broker_url).startswith("filesystem://"):
         for key in ("data_folder_in", "data_folder_out", "control_folder"):
             if options.get(key):
                 Path(options[key]).mkdir(parents=True, exist_ok=True)
+
+
+@app.on_after_configure.connect
+def _create_file_broker_folders(sender: Celery, **kwargs: Any) -> None:
+    ensure_file_broker_folders(sender.conf.broker_url, sender.conf.broker_transport_options or {})

@@ -1,6 +1,7 @@
 """Liveness and readiness probes for load balancers, container platforms and people."""
 
 import logging
+import os
 from pathlib import Path
 
 from django.conf import settings
@@ -9,6 +10,8 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 from kombu import Connection
+
+from config.celery import ensure_file_broker_folders
 
 logger = logging.getLogger(__name__)
 
@@ -49,8 +52,13 @@ def _check_database() -> str:
 def _check_broker() -> str:
     url = str(settings.CELERY_BROKER_URL)
     if url.startswith("filesystem://"):
-        folder = Path(settings.CELERY_BROKER_TRANSPORT_OPTIONS["data_folder_in"])
-        return "ok" if folder.is_dir() else f"unreachable: broker folder {folder} is missing"
+        options = settings.CELERY_BROKER_TRANSPORT_OPTIONS
+        folder = Path(options["data_folder_in"])
+        try:
+            ensure_file_broker_folders(url, options)
+        except OSError as exc:
+            return f"unreachable: broker folder {folder} cannot be created ({exc.strerror})"
+        return "ok" if os.access(folder, os.W_OK) else f"unreachable: broker folder {folder} is not writable"
     try:
         with Connection(url, connect_timeout=BROKER_TIMEOUT_SECONDS) as conn:
             conn.ensure_connection(

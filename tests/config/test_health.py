@@ -45,11 +45,13 @@ def test_readyz_names_the_database_when_it_is_unreachable(client, monkeypatch):
     assert response.json()["checks"]["database"] == "unreachable: OperationalError"
 
 
-def test_readyz_names_a_missing_file_broker_folder(client, settings, tmp_path):
+def test_readyz_names_a_file_broker_folder_it_cannot_create(client, settings, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
     settings.CELERY_BROKER_URL = "filesystem://localhost/"
-    settings.CELERY_BROKER_TRANSPORT_OPTIONS = {"data_folder_in": str(tmp_path / "missing")}
+    settings.CELERY_BROKER_TRANSPORT_OPTIONS = {"data_folder_in": str(blocker / "queue")}
 
     response = client.get("/readyz")
 
     assert response.status_code == 503
-    assert "missing" in response.json()["checks"]["broker"]
+    assert "cannot be created" in response.json()["checks"]["broker"]
