@@ -7,7 +7,7 @@ export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: help install run test test-fast lint format typecheck check worker constraints clean-data
+.PHONY: help install run test test-fast lint format typecheck check deploy-check worker constraints clean-data
 
 help:
 	@echo "make run        install, migrate, create an admin, load the demo, serve http://127.0.0.1:8000 with a worker"
@@ -46,8 +46,10 @@ format: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy config knowledge chat mlmodels
 
-check: lint typecheck
+check: lint typecheck deploy-check
 	$(BIN)/python manage.py makemigrations --check --dry-run
+
+deploy-check: $(STAMP)
 	DJANGO_DEBUG=0 DJANGO_SECRET_KEY=$$($(BIN)/python -c 'import secrets; print(secrets.token_urlsafe(50))') \
 	  DJANGO_ALLOWED_HOSTS=kb.example.org DJANGO_SECURE_SSL_REDIRECT=1 DJANGO_SECURE_HSTS_SECONDS=31536000 \
 	  DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS=1 DJANGO_SECURE_HSTS_PRELOAD=1 \

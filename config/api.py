@@ -3,6 +3,7 @@
 Resources (collections, documents, chunks) are served by DRF; see config/urls.py.
 """
 
+from django.http import HttpRequest
 from ninja import NinjaAPI
 from ninja.security import django_auth
 
@@ -23,5 +24,8 @@ install_ninja_handlers(api)
 
 
 @api.get("/whoami", tags=["system"], summary="The account the request is authenticated as")
-def whoami(request):  # type: ignore[no-untyped-def]
-    return {"username": request.user.get_username(), "is_staff": request.user.is_staff}
+def whoami(request: HttpRequest) -> dict[str, object]:
+    return {
+        "username": request.user.get_username(),
+        "is_staff": bool(getattr(request.user, "is_staff", False)),
+    }

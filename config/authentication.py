@@ -65,7 +65,7 @@ class ApiTokenAuth(APIKeyHeader):
         return user
 
 
-class TokenAuthenticationScheme(OpenApiAuthenticationExtension):  # type: ignore[misc]
+class TokenAuthenticationScheme(OpenApiAuthenticationExtension):
     """Describes the token header in the resource API's OpenAPI schema."""
 
     target_class = "config.authentication.TokenAuthentication"

@@ -53,7 +53,7 @@ def _check_broker() -> str:
     url = str(settings.CELERY_BROKER_URL)
     if url.startswith("filesystem://"):
         options = settings.CELERY_BROKER_TRANSPORT_OPTIONS
-        folder = Path(options["data_folder_in"])
+        folder = Path(str(options["data_folder_in"]))
         try:
             ensure_file_broker_folders(url, options)
         except OSError as exc:

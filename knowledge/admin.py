@@ -8,6 +8,7 @@ from typing import Any
 from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
+from django.contrib.admin import helpers
 from django.db.models import Count, Q, QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
@@ -40,7 +41,7 @@ class MultipleFileField(forms.FileField):
 
 
 class UploadForm(forms.Form):
-    files = MultipleFileField(help_text="Choose one or many files (PDF, HTML, Markdown, text, Word).")
+    documents = MultipleFileField(help_text="Choose one or many files (PDF, HTML, Markdown, text, Word).")
 
 
 class ReembedForm(forms.Form):
@@ -165,7 +166,7 @@ class CollectionAdmin(admin.ModelAdmin[Collection]):
         form = UploadForm(request.POST or None, request.FILES or None)
         if request.method == "POST" and form.is_valid():
             counts = {"created": 0, "updated": 0, "unchanged": 0}
-            for upload in form.cleaned_data["files"]:
+            for upload in form.cleaned_data["documents"]:
                 try:
                     added = services.document_add(
                         collection=collection, name=upload.name, content=upload, created_by=request.user
@@ -250,7 +251,7 @@ class CollectionAdmin(admin.ModelAdmin[Collection]):
             "collections": queryset,
             "form": form,
             "opts": self.model._meta,
-            "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
+            "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
         }
         return TemplateResponse(request, "admin/knowledge/reembed.html", context)
 

@@ -65,7 +65,9 @@ class CollectionIn(serializers.Serializer[Any]):
 
 
 class DocumentOut(serializers.ModelSerializer[Document]):
-    collection = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    collection: serializers.SlugRelatedField[Collection] = serializers.SlugRelatedField(
+        slug_field="slug", read_only=True
+    )
     download_url = serializers.SerializerMethodField()
 
     class Meta:
@@ -252,8 +254,12 @@ class DocumentViewSet(
     @action(detail=True, methods=["get"])
     def chunks(self, request: Request, pk: str | None = None) -> Response:
         document = self.get_object()
-        page = self.paginate_queryset(Chunk.objects.filter(document=document).order_by("position"))
-        return self.get_paginated_response(ChunkOut(page, many=True).data)
+        paginator = self.paginator
+        assert paginator is not None
+        page = paginator.paginate_queryset(
+            Chunk.objects.filter(document=document).order_by("position"), request, view=self
+        )
+        return paginator.get_paginated_response(ChunkOut(page, many=True).data)
 
     @extend_schema(
         responses={(200, "application/octet-stream"): OpenApiResponse(description="The original file.")}

@@ -88,7 +88,7 @@ class SentenceTransformerEmbedder:
             or self._model.get_sentence_embedding_dimension
         )
         self.dimensions = int(dimension() or 0)
-        self.max_tokens = int(self._model.max_seq_length)
+        self.max_tokens = int(self._model.max_seq_length or 256)
         tokenizer_json = path / "tokenizer.json"
         self.tokenizer: Tokenizer = WordPieceTokenizer(tokenizer_json)
         # torch's intra-op pool is shared by every thread of the process; one encode at a time keeps it efficient.
@@ -105,10 +105,12 @@ class SentenceTransformerEmbedder:
                 convert_to_numpy=True,
                 show_progress_bar=False,
             )
-        return np.asarray(vectors, dtype=np.float32)
+        result: NDArray[np.float32] = np.asarray(vectors, dtype=np.float32)
+        return result
 
     def embed_query(self, text: str) -> NDArray[np.float32]:
-        return self.embed_documents([text], batch_size=1)[0]
+        vector: NDArray[np.float32] = self.embed_documents([text], batch_size=1)[0]
+        return vector
 
 
 class HashingEmbedder:

@@ -11,7 +11,7 @@ from django.db.models import Exists, OuterRef, Q
 from pgvector.django import HnswIndex, VectorField
 
 if TYPE_CHECKING:
-    from django.contrib.auth.models import AbstractBaseUser
+    from django.contrib.auth.models import AbstractBaseUser, User
 
 EMBEDDING_DIMENSIONS = 384
 
@@ -21,11 +21,11 @@ def default_embedding_model() -> str:
 
 
 class CollectionQuerySet(models.QuerySet["Collection"]):
-    def readable_by(self, user: AbstractBaseUser | AnonymousUser) -> CollectionQuerySet:
+    def readable_by(self, user: User | AbstractBaseUser | AnonymousUser) -> CollectionQuerySet:
         """Collections `user` may read: staff read all; others public ones and those shared with them."""
         if not user.is_authenticated or not user.is_active:
             return self.none()
-        if user.is_staff:
+        if getattr(user, "is_staff", False):
             return self.all()
         shared_with_user = Collection.allowed_users.through.objects.filter(
             collection_id=OuterRef("pk"), user_id=user.pk
@@ -74,7 +74,7 @@ class Collection(models.Model):
 
 
 class DocumentQuerySet(models.QuerySet["Document"]):
-    def readable_by(self, user: AbstractBaseUser | AnonymousUser) -> DocumentQuerySet:
+    def readable_by(self, user: User | AbstractBaseUser | AnonymousUser) -> DocumentQuerySet:
         return self.filter(collection__in=Collection.objects.readable_by(user))
 
 
@@ -155,7 +155,7 @@ class DocumentText(models.Model):
 
 
 class ChunkQuerySet(models.QuerySet["Chunk"]):
-    def readable_by(self, user: AbstractBaseUser | AnonymousUser) -> ChunkQuerySet:
+    def readable_by(self, user: User | AbstractBaseUser | AnonymousUser) -> ChunkQuerySet:
         return self.filter(collection__in=Collection.objects.readable_by(user))
 
 

@@ -404,12 +404,20 @@ def parse_html(text: str, *, fallback_title: str) -> ParsedDocument:
         comment.extract()
     for tag in soup.find_all(_DROP_TAGS):
         tag.decompose()
-    for tag in soup.find_all(attrs={"role": ["navigation", "banner", "contentinfo", "search"]}):
+    for tag in soup.find_all(
+        lambda tag: tag.get("role") in ("navigation", "banner", "contentinfo", "search")
+    ):
         tag.decompose()
     for tag in soup.find_all(class_=_DROP_CLASSES):
         if tag.name not in ("body", "html", "main", "article"):
             tag.decompose()
-    root = soup.find("main") or soup.find(attrs={"role": "main"}) or soup.find("article") or soup.body or soup
+    root = (
+        soup.find("main")
+        or soup.find(lambda tag: tag.get("role") == "main")
+        or soup.find("article")
+        or soup.body
+        or soup
+    )
 
     builder = _Builder()
     headings: list[tuple[int, str]] = []
@@ -557,6 +565,8 @@ def _pdf_outline(pdf: object) -> Callable[[int], tuple[str, ...]]:
 def parse_docx(data: bytes, *, fallback_title: str) -> ParsedDocument:
     import docx
     from docx.opc.exceptions import PackageNotFoundError
+    from docx.table import Table
+    from docx.text.paragraph import Paragraph
 
     with zipfile.ZipFile(io.BytesIO(data)) as archive:
         if sum(info.file_size for info in archive.infolist()) > MAX_DOCX_UNCOMPRESSED:
@@ -572,7 +582,7 @@ def parse_docx(data: bytes, *, fallback_title: str) -> ParsedDocument:
     for element in body.iterchildren():
         tag = element.tag.rsplit("}", 1)[-1]
         if tag == "p":
-            paragraph = docx.text.paragraph.Paragraph(element, document)
+            paragraph = Paragraph(element, document)
             style = (paragraph.style.name if paragraph.style is not None else "") or ""
             text = paragraph.text.strip()
             match = re.match(r"Heading (\d)", style)
@@ -584,7 +594,7 @@ def parse_docx(data: bytes, *, fallback_title: str) -> ParsedDocument:
             else:
                 builder.add_block(text, tuple(h for _, h in headings), None)
         elif tag == "tbl":
-            table = docx.table.Table(element, document)
+            table = Table(element, document)
             for row in table.rows:
                 cells = [cell.text.strip() for cell in row.cells]
                 builder.add_block(" | ".join(c for c in cells if c), tuple(h for _, h in headings), None)

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 import numpy as np
 from django.conf import settings
@@ -191,7 +191,7 @@ def _replace(hit: SearchHit, **changes: object) -> SearchHit:
     return replace(hit, **changes)  # type: ignore[arg-type]
 
 
-def _hit(row: tuple) -> SearchHit:  # type: ignore[type-arg]
+def _hit(row: tuple[Any, ...]) -> SearchHit:
     (
         chunk_id,
         score,
@@ -251,9 +251,9 @@ def _build_sql(
     limit: int,
     dense_weight: float,
     lexical_weight: float,
-) -> tuple[str, dict[str, object]]:
+) -> tuple[str, dict[str, Any]]:
     # The SQL is assembled from fixed fragments only; every value travels as a bound parameter.
-    params: dict[str, object] = {
+    params: dict[str, Any] = {
         "pool": pool,
         "limit": limit,
         "text": query,

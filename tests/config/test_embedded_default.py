@@ -43,7 +43,12 @@ def _env(data_dir: Path) -> dict[str, str]:
 
 def _manage(data_dir: Path, *args: str) -> str:
     result = subprocess.run(
-        [sys.executable, "manage.py", *args], cwd=ROOT, env=_env(data_dir), capture_output=True, text=True, check=False
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env=_env(data_dir),
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     return result.stdout
@@ -54,8 +59,12 @@ def _probe(data_dir: Path) -> dict:
 
 
 def _stop(data_dir: Path) -> None:
-    code = "from pathlib import Path; from config.embedded_db import server; server.stop(Path(%r))" % str(data_dir / "pgdata")
-    subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=_env(data_dir), check=False, capture_output=True)
+    code = "from pathlib import Path; from config.embedded_db import server; server.stop(Path(%r))" % str(
+        data_dir / "pgdata"
+    )
+    subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=_env(data_dir), check=False, capture_output=True
+    )
 
 
 def test_without_database_url_an_embedded_postgres_with_pgvector_is_started_and_used(data_dir):

@@ -19,7 +19,9 @@ def _env(**changes: str) -> dict[str, str]:
 def test_every_environment_variable_read_by_the_settings_is_documented_in_env_example():
     settings_source = (ROOT / "config" / "settings" / "base.py").read_text()
     read = set(re.findall(r'env(?:\.\w+)?\(\s*"([A-Z][A-Z0-9_]+)"', settings_source))
-    documented = set(re.findall(r"^#?\s*([A-Z][A-Z0-9_]+)=", (ROOT / ".env.example").read_text(), re.MULTILINE))
+    documented = set(
+        re.findall(r"^#?\s*([A-Z][A-Z0-9_]+)=", (ROOT / ".env.example").read_text(), re.MULTILINE)
+    )
 
     assert read, "no variables found; the pattern is broken"
     assert read - documented == set()
@@ -28,7 +30,11 @@ def test_every_environment_variable_read_by_the_settings_is_documented_in_env_ex
 def test_the_secret_key_has_no_default_outside_debug():
     result = subprocess.run(
         [sys.executable, "-c", "import config.settings.base"],
-        cwd=ROOT, env=_env(DJANGO_DEBUG="0"), capture_output=True, text=True, check=False,
+        cwd=ROOT,
+        env=_env(DJANGO_DEBUG="0"),
+        capture_output=True,
+        text=True,
+        check=False,
     )
 
     assert result.returncode != 0
@@ -51,7 +57,11 @@ def test_the_deploy_check_is_clean_with_production_settings():
 
     result = subprocess.run(
         [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
-        cwd=ROOT, env=env, capture_output=True, text=True, check=False,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
     )
 
     assert result.returncode == 0, result.stdout + result.stderr

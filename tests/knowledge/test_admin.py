@@ -30,7 +30,7 @@ def test_staff_upload_many_files_into_a_collection(
 
     with django_capture_on_commit_callbacks(execute=True):
         response = staff_client.post(
-            reverse("admin:knowledge_collection_upload", args=[collection.pk]), {"files": files}
+            reverse("admin:knowledge_collection_upload", args=[collection.pk]), {"documents": files}
         )
 
     assert response.status_code == 302

@@ -239,3 +239,21 @@ def test_reembedding_switches_the_collection_only_when_every_chunk_has_the_new_v
         assert not np.allclose(chunk.embedding, old_vectors[chunk.pk])
         assert float(np.dot(chunk.embedding, minilm.embed_query(chunk.text))) > 0.5
     assert Document.objects.get(pk=added.document.pk).embedding_model == MINILM
+
+
+def test_reembed_command_switches_in_process(collection, django_capture_on_commit_callbacks):
+    from django.core.management import call_command
+
+    add(collection, "maintenance.md", MANUAL.encode(), django_capture_on_commit_callbacks)
+
+    call_command("reembed", collection=collection.slug, model=HASHING, now=True)
+
+    collection.refresh_from_db()
+    assert collection.embedding_model == HASHING and collection.reembed_target_model == ""
+
+
+def test_reembed_command_refuses_an_unknown_model(collection):
+    from django.core.management import CommandError, call_command
+
+    with pytest.raises(CommandError, match="not installed"):
+        call_command("reembed", collection=collection.slug, model="nope")

