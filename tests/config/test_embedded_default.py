@@ -59,9 +59,8 @@ def _probe(data_dir: Path) -> dict:
 
 
 def _stop(data_dir: Path) -> None:
-    code = "from pathlib import Path; from config.embedded_db import server; server.stop(Path(%r))" % str(
-        data_dir / "pgdata"
-    )
+    pgdata = str(data_dir / "pgdata")
+    code = f"from pathlib import Path; from config.embedded_db import server; server.stop(Path({pgdata!r}))"
     subprocess.run(
         [sys.executable, "-c", code], cwd=ROOT, env=_env(data_dir), check=False, capture_output=True
     )
