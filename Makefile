@@ -47,7 +47,7 @@ typecheck: $(STAMP)
 	$(BIN)/mypy config knowledge chat mlmodels
 
 check: lint typecheck deploy-check
-	$(BIN)/python manage.py makemigrations --check --dry-run
+	DJANGO_SETTINGS_MODULE=config.settings.test $(BIN)/python manage.py makemigrations --check --dry-run
 
 deploy-check: $(STAMP)
 	DJANGO_DEBUG=0 DJANGO_SECRET_KEY=$$($(BIN)/python -c 'import secrets; print(secrets.token_urlsafe(50))') \
