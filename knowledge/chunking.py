@@ -110,6 +110,11 @@ def _units(block: Block, text: str, tokenizer: Tokenizer, budget: int) -> Iterat
             first = False
 
 
+def split_sentences(text: str) -> list[str]:
+    """The sentences of `text`, by the same rules the chunker cuts by."""
+    return [text[start:end] for start, end in _sentence_spans(text, 0, len(text))]
+
+
 def _sentence_spans(text: str, start: int, end: int) -> Iterator[tuple[int, int]]:
     """Sentence spans of text[start:end]; line breaks also end a sentence in code and lists."""
     position = start

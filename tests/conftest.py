@@ -42,3 +42,21 @@ def staff_token(staff_user):
     from rest_framework.authtoken.models import Token
 
     return Token.objects.create(user=staff_user).key
+
+
+@pytest.fixture
+def llm_server(settings):
+    """The loopback OpenAI-compatible stand-in, with the settings pointing the real client at it."""
+    from chat import llm
+    from tests.llm_server import StandIn
+
+    server = StandIn().start()
+    settings.OPENAI_BASE_URL = server.base_url
+    settings.OPENAI_API_KEY = "test-key"
+    settings.CHAT_LLM_MODEL = server.model
+    settings.CHAT_LLM_TIMEOUT = 2.0
+    settings.CHAT_LLM_MAX_RETRIES = 0
+    llm._chat_model.cache_clear()
+    yield server
+    server.stop()
+    llm._chat_model.cache_clear()

@@ -272,3 +272,15 @@ OPENAI_BASE_URL = env("OPENAI_BASE_URL", default="")
 CHAT_LLM_MODEL = env("CHAT_LLM_MODEL", default="gpt-4o-mini")
 CHAT_LLM_TIMEOUT = env.float("CHAT_LLM_TIMEOUT", default=60.0)
 CHAT_LLM_MAX_RETRIES = env.int("CHAT_LLM_MAX_RETRIES", default=2)
+CHAT_LLM_TEMPERATURE = env.float("CHAT_LLM_TEMPERATURE", default=0.1)
+CHAT_LLM_MAX_TOKENS = env.int("CHAT_LLM_MAX_TOKENS", default=800)
+# Chunks retrieved per question, and the token budget of the sources given to the model.
+CHAT_RETRIEVAL_LIMIT = env.int("CHAT_RETRIEVAL_LIMIT", default=8)
+CHAT_CONTEXT_TOKENS = env.int("CHAT_CONTEXT_TOKENS", default=2500)
+# Below this cosine similarity of the best chunk, the knowledge base is taken not to hold the answer (no LLM call);
+# single chunks below CHAT_MIN_SOURCE_SIMILARITY that only the dense search found are not given as sources.
+CHAT_MIN_SIMILARITY = env.float("CHAT_MIN_SIMILARITY", default=0.3)
+CHAT_MIN_SOURCE_SIMILARITY = env.float("CHAT_MIN_SOURCE_SIMILARITY", default=0.2)
+# Questions per user per window (0: no limit); beyond it the API answers 429 with Retry-After.
+CHAT_RATE_LIMIT = env.int("CHAT_RATE_LIMIT", default=30)
+CHAT_RATE_WINDOW = env.int("CHAT_RATE_WINDOW", default=60)

@@ -1,0 +1,306 @@
+"""The answer pipeline: rewrite a follow-up, retrieve, decide whether the knowledge base holds the answer, build
+numbered sources within a token budget, answer (LLM or extractive), check the citations.
+
+It reads and computes; `chat.services` stores what it produces. Everything is yielded as events so that the same
+code serves a JSON answer, a Server-Sent-Events stream and the web page.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.conf import settings
+
+from chat import extractive, prompts
+from chat.citations import check_citations
+from chat.llm import ChatModel, LLMError, Usage, get_chat_model
+from knowledge.embeddings import get_embedder
+from knowledge.models import Collection, DocumentText
+from knowledge.search import SearchHit, SearchResult, search
+
+logger = logging.getLogger(__name__)
+
+NOT_FOUND_TEXT = (
+    "The knowledge base does not contain an answer to this question. "
+    "Try other words, or ask about something the documents cover."
+)
+
+_FOLLOW_UP = re.compile(
+    r"\b(it|its|it's|they|them|their|theirs|this|that|these|those|there|he|she|him|her|such|same|also|too|"
+    r"else|instead|above|previous|former|latter|one|ones)\b|^(and|but|or|so|what about|how about|why not|then)\b",
+    re.IGNORECASE,
+)
+
+
+@dataclass
+class SourceRef:
+    """A numbered source as shown to the model and to the user."""
+
+    number: int
+    chunk_ids: list[int]
+    document_id: int
+    collection_id: int
+    title: str
+    section: str
+    page: int | None
+    start_offset: int
+    end_offset: int
+    text: str
+
+    def as_prompt(self) -> prompts.Source:
+        return prompts.Source(
+            number=self.number, title=self.title, section=self.section, page=self.page, text=self.text
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "number": self.number,
+            "chunk_id": self.chunk_ids[0],
+            "chunk_ids": self.chunk_ids,
+            "document_id": self.document_id,
+            "title": self.title,
+            "section": self.section,
+            "page": self.page,
+            "start_offset": self.start_offset,
+            "end_offset": self.end_offset,
+            "quote": self.text,
+        }
+
+
+@dataclass
+class Answer:
+    text: str
+    outcome: str  # "answered", "not_found" or "failed"
+    answer_mode: str
+    sources: list[SourceRef]
+    cited: list[int]
+    trace: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Event:
+    """`kind` is "rewritten", "sources", "token" or "answer"; `data` is JSON-ready."""
+
+    kind: str
+    data: dict[str, Any]
+
+
+def rewrite_question(*, question: str, history: Sequence[tuple[str, str]], model: ChatModel | None) -> str:
+    """A follow-up question made standalone from the conversation; unchanged for a first question."""
+    if not history:
+        return question
+    if model is not None:
+        try:
+            completion = model.complete(
+                prompts.rewrite_messages(history=list(history)[-6:], question=question), max_tokens=120
+            )
+        except LLMError as exc:
+            logger.warning("rewriting the question with the LLM failed (%s); using the rule", exc.kind)
+        else:
+            rewritten = completion.text.strip().strip('"').strip()
+            if rewritten:
+                return rewritten.splitlines()[0][:1000]
+    return rewrite_by_rule(question=question, history=history)
+
+
+def rewrite_by_rule(*, question: str, history: Sequence[tuple[str, str]]) -> str:
+    """Without a model: a short question, or one that points back ("it", "what about..."), gets the previous
+    question in front of it, so that retrieval sees what it refers to."""
+    previous = next((text for role, text in reversed(history) if role == "user"), "")
+    if previous and (len(question.split()) <= 4 or _FOLLOW_UP.search(question)):
+        return f"{previous} {question}"
+    return question
+
+
+def build_sources(hits: list[SearchHit], *, token_budget: int, count_tokens: Any) -> list[SourceRef]:
+    """Numbered sources from ranked hits: a chunk never twice, neighbouring chunks of one section merged into one
+    source, and no more than `token_budget` tokens in all."""
+    merged: list[SourceRef] = []
+    for hit in hits:
+        neighbour = next(
+            (
+                source
+                for source in merged
+                if source.document_id == hit.document_id
+                and source.section == hit.section
+                and hit.chunk_id not in source.chunk_ids
+                and hit.start_offset <= source.end_offset + 1
+                and hit.end_offset >= source.start_offset - 1
+            ),
+            None,
+        )
+        if any(hit.chunk_id in source.chunk_ids for source in merged):
+            continue
+        if neighbour is not None:
+            neighbour.chunk_ids.append(hit.chunk_id)
+            neighbour.start_offset = min(neighbour.start_offset, hit.start_offset)
+            neighbour.end_offset = max(neighbour.end_offset, hit.end_offset)
+            continue
+        merged.append(
+            SourceRef(
+                number=0,
+                chunk_ids=[hit.chunk_id],
+                document_id=hit.document_id,
+                collection_id=hit.collection_id,
+                title=hit.title,
+                section=hit.section,
+                page=hit.page_number,
+                start_offset=hit.start_offset,
+                end_offset=hit.end_offset,
+                text=hit.text,
+            )
+        )
+    _fill_merged_text(merged)
+    kept: list[SourceRef] = []
+    used = 0
+    for source in merged:
+        tokens = count_tokens(source.text)
+        if kept and used + tokens > token_budget:
+            continue
+        used += tokens
+        source.number = len(kept) + 1
+        kept.append(source)
+    return kept
+
+
+def _fill_merged_text(sources: list[SourceRef]) -> None:
+    """Merged sources read the document's own text between their first and last offset (no repeated overlap)."""
+    multi = [source for source in sources if len(source.chunk_ids) > 1]
+    if not multi:
+        return
+    texts = dict(
+        DocumentText.objects.filter(document_id__in={s.document_id for s in multi}).values_list(
+            "document_id", "text"
+        )
+    )
+    for source in multi:
+        text = texts.get(source.document_id)
+        if text:
+            source.text = text[source.start_offset : source.end_offset]
+
+
+def answer(
+    *,
+    question: str,
+    history: Sequence[tuple[str, str]],
+    collections: Sequence[Collection],
+    model: ChatModel | None = None,
+    use_llm: bool = True,
+) -> Iterator[Event]:
+    """Run the pipeline, yielding events; the last one is always an "answer" event holding an `Answer`."""
+    started = time.perf_counter()
+    timings: dict[str, float] = {}
+    if use_llm and model is None:
+        model = get_chat_model()
+    trace: dict[str, Any] = {"question": question, "timings": timings}
+
+    stage = time.perf_counter()
+    rewritten = rewrite_question(question=question, history=history, model=model)
+    timings["rewrite"] = time.perf_counter() - stage
+    trace["rewritten_question"] = rewritten
+    yield Event("rewritten", {"question": question, "rewritten_question": rewritten})
+
+    result: SearchResult = search(
+        query=rewritten,
+        collections=collections,
+        limit=settings.CHAT_RETRIEVAL_LIMIT,
+        mode="hybrid",
+        rerank=bool(settings.KNOWLEDGE_RERANKER_MODEL),
+    )
+    timings.update({k: v for k, v in result.timings.items() if k in ("embed", "search", "rerank")})
+    trace["retrieved"] = [
+        {
+            "chunk_id": hit.chunk_id,
+            "document_id": hit.document_id,
+            "score": round(hit.score, 6),
+            "dense_rank": hit.dense_rank,
+            "dense_similarity": None if hit.dense_similarity is None else round(hit.dense_similarity, 4),
+            "lexical_rank": hit.lexical_rank,
+            "lexical_score": None if hit.lexical_score is None else round(hit.lexical_score, 4),
+            "rerank_score": hit.rerank_score,
+        }
+        for hit in result.hits
+    ]
+    best = result.best_similarity
+    trace["best_similarity"] = best
+    embedder = get_embedder(collections[0].embedding_model) if collections else None
+    if not result.hits or best is None or best < settings.CHAT_MIN_SIMILARITY or embedder is None:
+        trace["decision"] = "nothing relevant enough was retrieved; the LLM was not called"
+        timings["total"] = time.perf_counter() - started
+        yield Event("answer", {"answer": Answer(NOT_FOUND_TEXT, "not_found", "none", [], [], trace)})
+        return
+
+    relevant_hits = [
+        hit
+        for hit in result.hits
+        if hit.dense_similarity is None
+        or hit.dense_similarity >= settings.CHAT_MIN_SOURCE_SIMILARITY
+        or hit.lexical_rank is not None
+    ]
+    sources = build_sources(
+        relevant_hits, token_budget=settings.CHAT_CONTEXT_TOKENS, count_tokens=embedder.tokenizer.count
+    )
+    yield Event("sources", {"sources": [source.as_dict() for source in sources]})
+
+    stage = time.perf_counter()
+    if model is None:
+        picked = extractive.pick_sentences(
+            question=rewritten, sources=[s.as_prompt() for s in sources], embedder=embedder
+        )
+        text = extractive.compose(picked)
+        timings["generate"] = time.perf_counter() - stage
+        if not text:
+            trace["decision"] = "no sentence of the sources was relevant enough"
+            timings["total"] = time.perf_counter() - started
+            yield Event(
+                "answer", {"answer": Answer(NOT_FOUND_TEXT, "not_found", "extractive", sources, [], trace)}
+            )
+            return
+        yield Event("token", {"text": text})
+        checked = check_citations(text, valid={s.number for s in sources})
+        timings["total"] = time.perf_counter() - started
+        yield Event(
+            "answer",
+            {"answer": Answer(checked.text, "answered", "extractive", sources, checked.cited, trace)},
+        )
+        return
+
+    usage = Usage()
+    parts: list[str] = []
+    try:
+        for piece in model.stream(
+            prompts.answer_messages(question=rewritten, sources=[s.as_prompt() for s in sources]), usage=usage
+        ):
+            parts.append(piece)
+            yield Event("token", {"text": piece})
+    except LLMError as exc:
+        logger.error("the LLM failed while answering (%s): %s", exc.kind, exc.__cause__ or exc)
+        timings["generate"] = time.perf_counter() - stage
+        trace["error"] = {"kind": exc.kind, "message": exc.message}
+        fallback = extractive.compose(
+            extractive.pick_sentences(
+                question=rewritten, sources=[s.as_prompt() for s in sources], embedder=embedder
+            )
+        )
+        notice = f"**{exc.message}** The sources the answer would have used are listed below."
+        text = f"{notice}\n\n{fallback}" if fallback else notice
+        checked = check_citations(text, valid={s.number for s in sources})
+        timings["total"] = time.perf_counter() - started
+        yield Event(
+            "answer", {"answer": Answer(checked.text, "failed", model.name, sources, checked.cited, trace)}
+        )
+        return
+    timings["generate"] = time.perf_counter() - stage
+    trace["tokens"] = {"prompt": usage.prompt_tokens, "completion": usage.completion_tokens}
+    checked = check_citations("".join(parts), valid={s.number for s in sources})
+    if checked.removed:
+        trace["removed_citations"] = checked.removed
+    timings["total"] = time.perf_counter() - started
+    yield Event(
+        "answer", {"answer": Answer(checked.text, "answered", model.name, sources, checked.cited, trace)}
+    )

@@ -1,0 +1,247 @@
+"""Every change to conversations, messages and feedback goes through these functions."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any, cast
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from chat import pipeline
+from chat.models import Citation, Conversation, Feedback, Message
+from config.errors import InvalidInput, ObjectNotFound, RateLimited
+from knowledge.selectors import collections_for_search
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+
+    User = AbstractBaseUser | AnonymousUser
+
+MAX_QUESTION_CHARS = 4000
+
+
+class ConversationNotFound(ObjectNotFound):
+    """No such conversation."""
+
+
+class MessageNotFound(ObjectNotFound):
+    """No such answer."""
+
+
+class TooManyQuestions(RateLimited):
+    """You are asking too fast."""
+
+
+@dataclass(frozen=True)
+class Asked:
+    conversation: Conversation
+    question: Message
+    answer: Message
+
+
+def _title_from(question: str) -> str:
+    title = " ".join(question.split())
+    return title if len(title) <= 80 else title[:79].rsplit(" ", 1)[0] + "…"
+
+
+def conversation_start(
+    *, user: User, collection_ids: Sequence[int] = (), collection_slugs: Sequence[str] = (), title: str = ""
+) -> Conversation:
+    """A new conversation over the given collections (all readable ones when none are given).
+
+    Raises CollectionNotReadable for a collection the user may not read."""
+    collections = (
+        collections_for_search(user=user, ids=collection_ids, slugs=collection_slugs)
+        if (collection_ids or collection_slugs)
+        else []
+    )
+    with transaction.atomic():
+        conversation = Conversation.objects.create(owner_id=cast(int, user.pk), title=title[:200])
+        conversation.collections.set(collections)
+    return conversation
+
+
+def conversation_rename(*, conversation: Conversation, title: str) -> Conversation:
+    title = " ".join(title.split())
+    if not title:
+        raise InvalidInput("A title cannot be empty.")
+    conversation.title = title[:200]
+    conversation.save(update_fields=["title", "updated_at"])
+    return conversation
+
+
+def conversation_delete(*, conversation: Conversation) -> None:
+    conversation.delete()
+
+
+def _rate_limit(user: User) -> None:
+    """At most CHAT_RATE_LIMIT questions in any CHAT_RATE_WINDOW seconds per user. Counted from the stored
+    questions themselves, so every web process sees the same count without a shared cache."""
+    limit = int(settings.CHAT_RATE_LIMIT)
+    if limit <= 0:
+        return
+    window = timedelta(seconds=int(settings.CHAT_RATE_WINDOW))
+    since = timezone.now() - window
+    recent = list(
+        Message.objects.filter(conversation__owner_id=user.pk, role=Message.Role.USER, created_at__gte=since)
+        .order_by("-created_at")
+        .values_list("created_at", flat=True)[:limit]
+    )
+    if len(recent) >= limit:
+        retry_after = max(1, math.ceil((recent[-1] + window - timezone.now()).total_seconds()))
+        raise TooManyQuestions(
+            f"You can ask {limit} questions every {int(settings.CHAT_RATE_WINDOW)} seconds; try again in {retry_after} s.",
+            retry_after=retry_after,
+        )
+
+
+def _history(conversation: Conversation) -> list[tuple[str, str]]:
+    rows = conversation.messages.order_by("-created_at", "-pk").values_list("role", "text")[:10]
+    return [(role, text) for role, text in reversed(rows)]
+
+
+def question_ask_stream(
+    *,
+    user: User,
+    question: str,
+    conversation: Conversation | None = None,
+    collection_ids: Sequence[int] = (),
+    collection_slugs: Sequence[str] = (),
+) -> Iterator[dict[str, Any]]:
+    """Ask a question and yield the answer as it is made: JSON-ready events, the last one "done" with the stored
+    answer. Raises (before the first event) InvalidInput, TooManyQuestions and CollectionNotReadable."""
+    question = question.strip()
+    if not question:
+        raise InvalidInput("The question is empty.")
+    if len(question) > MAX_QUESTION_CHARS:
+        raise InvalidInput(f"The question is longer than {MAX_QUESTION_CHARS} characters.")
+    if conversation is None:
+        conversation = conversation_start(
+            user=user, collection_ids=collection_ids, collection_slugs=collection_slugs
+        )
+    conversation_collection_ids = list(conversation.collections.values_list("pk", flat=True))
+    collections = (
+        collections_for_search(user=user, ids=conversation_collection_ids)
+        if conversation_collection_ids
+        else collections_for_search(user=user)
+    )
+    _rate_limit(user)
+    history = _history(conversation)
+    with transaction.atomic():
+        asked = Message.objects.create(conversation=conversation, role=Message.Role.USER, text=question)
+        if not conversation.title:
+            conversation.title = _title_from(question)
+        conversation.save(update_fields=["title", "updated_at"])
+    return _stream(conversation, asked, history, collections)
+
+
+def _stream(
+    conversation: Conversation, asked: Message, history: list[tuple[str, str]], collections: list[Any]
+) -> Iterator[dict[str, Any]]:
+    yield {
+        "event": "start",
+        "conversation_id": conversation.pk,
+        "question_id": asked.pk,
+        "title": conversation.title,
+    }
+    final: pipeline.Answer | None = None
+    for event in pipeline.answer(question=asked.text, history=history, collections=collections):
+        if event.kind == "answer":
+            final = event.data["answer"]
+        else:
+            yield {"event": event.kind, **event.data}
+    assert final is not None
+    stored = _store_answer(conversation, final)
+    yield {"event": "done", "message": message_as_dict(stored)}
+
+
+@transaction.atomic
+def _store_answer(conversation: Conversation, answer: pipeline.Answer) -> Message:
+    message = Message.objects.create(
+        conversation=conversation,
+        role=Message.Role.ASSISTANT,
+        text=answer.text,
+        answer_mode=answer.answer_mode,
+        outcome=answer.outcome,
+        trace=answer.trace,
+    )
+    Citation.objects.bulk_create(
+        [
+            Citation(
+                message=message,
+                number=source.number,
+                chunk_id=source.chunk_ids[0],
+                document_id=source.document_id,
+                title=source.title[:500],
+                section=source.section,
+                page_number=source.page,
+                start_offset=source.start_offset,
+                end_offset=source.end_offset,
+                quote=source.text,
+                cited=source.number in answer.cited,
+            )
+            for source in answer.sources
+        ]
+    )
+    Conversation.objects.filter(pk=conversation.pk).update(updated_at=message.created_at)
+    return message
+
+
+def question_ask(**kwargs: Any) -> Asked:
+    """Ask a question and wait for the whole answer (see question_ask_stream for the arguments and errors)."""
+    done: dict[str, Any] = {}
+    start: dict[str, Any] = {}
+    for event in question_ask_stream(**kwargs):
+        if event["event"] == "start":
+            start = event
+        elif event["event"] == "done":
+            done = event
+    answer = Message.objects.select_related("conversation").get(pk=done["message"]["id"])
+    return Asked(
+        conversation=answer.conversation, question=Message.objects.get(pk=start["question_id"]), answer=answer
+    )
+
+
+def message_as_dict(message: Message) -> dict[str, Any]:
+    citations = list(message.citations.order_by("number")) if message.pk else []
+    return {
+        "id": message.pk,
+        "conversation_id": message.conversation_id,
+        "role": message.role,
+        "text": message.text,
+        "answer_mode": message.answer_mode,
+        "outcome": message.outcome,
+        "created_at": message.created_at.isoformat(),
+        "citations": [
+            {
+                "number": c.number,
+                "chunk_id": c.chunk_id,
+                "document_id": c.document_id,
+                "title": c.title,
+                "section": c.section,
+                "page": c.page_number,
+                "start_offset": c.start_offset,
+                "end_offset": c.end_offset,
+                "quote": c.quote,
+                "cited": c.cited,
+            }
+            for c in citations
+        ],
+    }
+
+
+def feedback_give(*, user: User, message: Message, rating: int, comment: str = "") -> Feedback:
+    """Thumbs up (1) or down (-1) on an answer, with an optional comment; giving it again replaces it."""
+    if rating not in (1, -1):
+        raise InvalidInput("rating must be 1 (helpful) or -1 (not helpful).")
+    if message.role != Message.Role.ASSISTANT:
+        raise InvalidInput("Feedback is given on answers, not on questions.")
+    feedback, _ = Feedback.objects.update_or_create(
+        message=message, user_id=user.pk, defaults={"rating": rating, "comment": comment.strip()[:4000]}
+    )
+    return feedback
