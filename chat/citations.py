@@ -46,3 +46,41 @@ def _numbers(group: str) -> list[int]:
         elif part.isdigit():
             numbers.append(int(part))
     return numbers
+
+
+class CitationFilter:
+    """Checks citations in a text that arrives in pieces (a stream): valid ones pass, invalid ones are dropped,
+    and a piece that might be the start of a citation is held back until it is known."""
+
+    _PARTIAL = re.compile(r"\[[\d\s,;–-]*")
+
+    def __init__(self, *, valid: set[int]) -> None:
+        self.valid = valid
+        self._pending = ""
+
+    def feed(self, piece: str) -> str:
+        self._pending += piece
+        out: list[str] = []
+        while self._pending:
+            start = self._pending.find("[")
+            if start == -1:
+                out.append(self._pending)
+                self._pending = ""
+                break
+            out.append(self._pending[:start])
+            rest = self._pending[start:]
+            match = _CITATION.match(rest)
+            if match:
+                out.append("".join(f"[{n}]" for n in _numbers(match.group(1)) if n in self.valid))
+                self._pending = rest[match.end() :]
+                continue
+            if self._PARTIAL.fullmatch(rest) and len(rest) < 24:
+                self._pending = rest  # maybe the start of a citation: wait for the next piece
+                break
+            out.append("[")
+            self._pending = rest[1:]
+        return "".join(out)
+
+    def flush(self) -> str:
+        rest, self._pending = self._pending, ""
+        return rest

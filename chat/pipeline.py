@@ -17,7 +17,7 @@ from typing import Any
 from django.conf import settings
 
 from chat import extractive, prompts
-from chat.citations import check_citations
+from chat.citations import CitationFilter, check_citations
 from chat.llm import ChatModel, LLMError, Usage, get_chat_model
 from knowledge.embeddings import get_embedder
 from knowledge.models import Collection, DocumentText
@@ -272,12 +272,17 @@ def answer(
 
     usage = Usage()
     parts: list[str] = []
+    # Tokens reach the reader with invalid citations already dropped; the final text is checked again in full.
+    shown = CitationFilter(valid={s.number for s in sources})
+    messages = prompts.answer_messages(question=rewritten, sources=[s.as_prompt() for s in sources])
     try:
-        for piece in model.stream(
-            prompts.answer_messages(question=rewritten, sources=[s.as_prompt() for s in sources]), usage=usage
-        ):
+        for piece in model.stream(messages, usage=usage):
             parts.append(piece)
-            yield Event("token", {"text": piece})
+            visible = shown.feed(piece)
+            if visible:
+                yield Event("token", {"text": visible})
+        if tail := shown.flush():
+            yield Event("token", {"text": tail})
     except LLMError as exc:
         logger.error("the LLM failed while answering (%s): %s", exc.kind, exc.__cause__ or exc)
         timings["generate"] = time.perf_counter() - stage

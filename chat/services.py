@@ -112,9 +112,12 @@ def question_ask_stream(
     conversation: Conversation | None = None,
     collection_ids: Sequence[int] = (),
     collection_slugs: Sequence[str] = (),
+    history: Sequence[tuple[str, str]] | None = None,
 ) -> Iterator[dict[str, Any]]:
     """Ask a question and yield the answer as it is made: JSON-ready events, the last one "done" with the stored
-    answer. Raises (before the first event) InvalidInput, TooManyQuestions and CollectionNotReadable."""
+    answer. `history` ((role, text) pairs) replaces the conversation's own, for clients that send the whole
+    conversation each time (the OpenAI-compatible API). Raises (before the first event) InvalidInput,
+    TooManyQuestions and CollectionNotReadable."""
     question = question.strip()
     if not question:
         raise InvalidInput("The question is empty.")
@@ -131,7 +134,7 @@ def question_ask_stream(
         else collections_for_search(user=user)
     )
     _rate_limit(user)
-    history = _history(conversation)
+    history = list(history) if history is not None else _history(conversation)
     with transaction.atomic():
         asked = Message.objects.create(conversation=conversation, role=Message.Role.USER, text=question)
         if not conversation.title:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from collections.abc import Callable
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import IO, TYPE_CHECKING, Literal
@@ -19,7 +20,7 @@ from django.db.models import F, Q, Value
 from django.utils import timezone
 from django.utils.text import slugify
 
-from config.errors import Conflict, InvalidInput, ObjectNotFound, PayloadTooLarge
+from config.errors import Conflict, DomainError, InvalidInput, ObjectNotFound, PayloadTooLarge
 from knowledge import chunking, parsing
 from knowledge.embeddings import Embedder, check_embedding_model, get_embedder
 from knowledge.models import Chunk, Collection, Document, DocumentText
@@ -194,6 +195,54 @@ def document_import(
     return DocumentAdded(document, added.outcome, added.message)
 
 
+@dataclass(frozen=True)
+class Imported:
+    name: str
+    outcome: Outcome | Literal["rejected"]
+    message: str
+    document: Document | None
+
+
+def documents_import(
+    *,
+    collection: Collection,
+    files: Iterable[tuple[str, Callable[[], bytes]]],
+    index_now: bool,
+    group_size: int = 16,
+) -> Iterator[Imported]:
+    """Add many files (name, reader) to `collection`, yielding each file's outcome once it is settled.
+
+    With `index_now`, files are indexed in this process in groups of `group_size`, their chunks embedded
+    together (see documents_index); otherwise they are queued for the workers. A file that cannot be read or is
+    refused comes back as "rejected" with the reason; nothing stops the rest."""
+    group: list[tuple[str, DocumentAdded]] = []
+
+    def settle() -> Iterator[Imported]:
+        documents_index(document_ids=[added.document.pk for _, added in group])
+        for name, added in group:
+            document = Document.objects.get(pk=added.document.pk)
+            yield Imported(name, added.outcome, added.message, document)
+        group.clear()
+
+    for name, read in files:
+        try:
+            added = document_add(collection=collection, name=name, content=read(), enqueue=not index_now)
+        except (DomainError, OSError) as exc:
+            yield Imported(name, "rejected", str(getattr(exc, "message", exc)), None)
+            continue
+        document = added.document
+        if not index_now or (added.outcome == "unchanged" and document.status == Document.Status.READY):
+            yield Imported(name, added.outcome, added.message, document)
+            continue
+        if document.status == Document.Status.FAILED:
+            document_reingest(document=document, enqueue=False)
+        group.append((name, added))
+        if len(group) >= group_size:
+            yield from settle()
+    if group:
+        yield from settle()
+
+
 def _read_limited(stream: IO[bytes]) -> bytes:
     limit = settings.KNOWLEDGE_MAX_UPLOAD_BYTES
     data = stream.read(limit + 1)
@@ -259,28 +308,69 @@ def document_ingest(*, document_id: int, task_id: str = "") -> Document:
     the reason; errors of the database connection propagate so that the task is retried.
     Raises DocumentNotFound.
     """
-    claim = _claim(document_id, task_id)
-    if claim is None:
-        return Document.objects.get(pk=document_id)
-    document = claim.document
-    try:
-        parsed, drafts = _parse_and_chunk(document, claim.collection)
-        embeddings = _embed(document, drafts, claim.collection.embedding_model, progress=(0.15, 0.95))
-        _write_chunks(document, parsed, drafts, embeddings)
-    except parsing.ParseError as exc:
-        _fail(document, exc.message)
-    except SoftTimeLimitExceeded:
-        _fail(
-            document,
-            f"Indexing took longer than the {settings.KNOWLEDGE_INGEST_SOFT_TIME_LIMIT} s time limit.",
-        )
-    except TRANSIENT_ERRORS:
-        raise
-    except Exception as exc:
-        logger.exception("indexing document %s failed", document_id)
-        _fail(document, f"Indexing failed with an internal error ({type(exc).__name__}: {exc}).")
-    document.refresh_from_db()
-    return document
+    documents_index(document_ids=[document_id], task_id=task_id)
+    return Document.objects.get(pk=document_id)
+
+
+@dataclass
+class _Prepared:
+    claim: _Claim
+    parsed: parsing.ParsedDocument
+    drafts: list[chunking.ChunkDraft]
+
+
+def documents_index(*, document_ids: Sequence[int], task_id: str = "") -> None:
+    """Index several documents as `document_ingest` does one, embedding their chunks together so that many small
+    documents still make full batches for the model. Each document ends READY or FAILED on its own.
+    Raises DocumentNotFound for the first id that does not exist."""
+    prepared: list[_Prepared] = []
+    for document_id in document_ids:
+        claim = _claim(document_id, task_id)
+        if claim is None:
+            continue
+        try:
+            parsed, drafts = _parse_and_chunk(claim.document, claim.collection)
+        except Exception as exc:  # noqa: BLE001 - _fail_for decides what ends the document and what propagates
+            _fail_for([claim.document], exc)
+        else:
+            prepared.append(_Prepared(claim, parsed, drafts))
+
+    by_model: dict[str, list[_Prepared]] = defaultdict(list)
+    for item in prepared:
+        by_model[item.claim.collection.embedding_model].append(item)
+    for model_name, items in by_model.items():
+        documents = [item.claim.document for item in items]
+        try:
+            vectors = _embed(
+                documents, [d for item in items for d in item.drafts], model_name, progress=(0.15, 0.95)
+            )
+        except Exception as exc:  # noqa: BLE001 - as above
+            _fail_for(documents, exc)
+            continue
+        offset = 0
+        for item in items:
+            embeddings = vectors[offset : offset + len(item.drafts)]
+            offset += len(item.drafts)
+            try:
+                _write_chunks(item.claim.document, item.parsed, item.drafts, embeddings)
+            except Exception as exc:  # noqa: BLE001 - as above
+                _fail_for([item.claim.document], exc)
+
+
+def _fail_for(documents: list[Document], exc: Exception) -> None:
+    """End `documents` as FAILED with a reason that fits `exc`; database connection errors propagate instead,
+    so that the task is retried."""
+    if isinstance(exc, TRANSIENT_ERRORS):
+        raise exc
+    if isinstance(exc, parsing.ParseError):
+        reason = exc.message
+    elif isinstance(exc, SoftTimeLimitExceeded):
+        reason = f"Indexing took longer than the {settings.KNOWLEDGE_INGEST_SOFT_TIME_LIMIT} s time limit."
+    else:
+        logger.error("indexing documents %s failed", [d.pk for d in documents], exc_info=exc)
+        reason = f"Indexing failed with an internal error ({type(exc).__name__}: {exc})."
+    for document in documents:
+        _fail(document, reason)
 
 
 def _claim(document_id: int, task_id: str) -> _Claim | None:
@@ -379,7 +469,7 @@ def _parse_and_chunk(
 
 
 def _embed(
-    document: Document | None,
+    documents: list[Document],
     drafts: list[chunking.ChunkDraft],
     model_name: str,
     *,
@@ -394,7 +484,7 @@ def _embed(
     for start in range(0, len(drafts), step):
         texts = [draft.embed_text for draft in drafts[start : start + step]]
         vectors.extend(embedder.embed_documents(texts, batch_size=batch).tolist())
-        if document is not None:
+        for document in documents:
             _report(document, low + (high - low) * len(vectors) / max(len(drafts), 1))
     return vectors
 
@@ -413,10 +503,10 @@ def _write_chunks(
             return  # re-ingested, replaced or taken over meanwhile: the newer run writes
         model_name = collection.embedding_model
         if model_name != document.collection.embedding_model:
-            embeddings = _embed(None, drafts, model_name, progress=(0, 0))
+            embeddings = _embed([], drafts, model_name, progress=(0, 0))
         pending: list[list[float]] | None = None
         if collection.reembed_target_model:
-            pending = _embed(None, drafts, collection.reembed_target_model, progress=(0, 0))
+            pending = _embed([], drafts, collection.reembed_target_model, progress=(0, 0))
 
         Chunk.objects.filter(document=document).delete()
         Chunk.objects.bulk_create(

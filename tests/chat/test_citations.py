@@ -21,3 +21,14 @@ def test_brackets_that_are_not_citations_are_left_alone():
     checked = check_citations("Use array[1] or [see below] in SQL.", valid={1})
 
     assert checked.text == "Use array[1] or [see below] in SQL."
+
+
+def test_a_streamed_answer_is_filtered_piece_by_piece():
+    from chat.citations import CitationFilter
+
+    stream = CitationFilter(valid={1, 2})
+    pieces = ["VACUUM frees space [", "1", "]. Invented [", "7] and array", "[3", "x] and [2,", " 9]."]
+
+    out = "".join(stream.feed(piece) for piece in pieces) + stream.flush()
+
+    assert out == "VACUUM frees space [1]. Invented  and array[3x] and [2]."

@@ -5,7 +5,6 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tqdm import tqdm
 
-from config.errors import DomainError
 from knowledge import services
 from knowledge.models import Collection, Document
 
@@ -44,28 +43,29 @@ class Command(BaseCommand):
             )
 
         background = options["background"]
-        outcomes: dict[str, int] = {"created": 0, "updated": 0, "unchanged": 0}
+        outcomes: dict[str, int] = {"created": 0, "updated": 0, "unchanged": 0, "rejected": 0}
         failures: list[tuple[str, str]] = []
         ids: list[int] = []
+        imported = services.documents_import(
+            collection=collection,
+            files=((name, path.read_bytes) for path, name in files),
+            index_now=not background,
+        )
         with tqdm(
             total=len(files),
             unit="file",
-            desc="indexing" if not background else "queueing",
+            desc="queueing" if background else "indexing",
             disable=None,
             file=sys.stderr,
         ) as bar:
-            for path, name in files:
-                try:
-                    added = services.document_import(
-                        collection=collection, name=name, content=path.read_bytes(), index_now=not background
-                    )
-                except (DomainError, OSError) as exc:
-                    failures.append((name, str(getattr(exc, "message", exc))))
+            for item in imported:
+                outcomes[item.outcome] += 1
+                if item.document is None:
+                    failures.append((item.name, item.message))
                 else:
-                    outcomes[added.outcome] += 1
-                    ids.append(added.document.pk)
-                    if added.document.status == Document.Status.FAILED:
-                        failures.append((name, added.document.error))
+                    ids.append(item.document.pk)
+                    if item.document.status == Document.Status.FAILED:
+                        failures.append((item.name, item.document.error))
                 bar.update(1)
                 bar.set_postfix(failed=len(failures))
 

@@ -1,0 +1,328 @@
+"""Retrieval evaluation on BEIR-layout data sets: the reader, the metrics, and the run over retrieval modes.
+
+Judgments in BEIR sets are per document while search ranks chunks, so a ranked chunk list becomes a ranked
+document list by each document's best (first) chunk, and the metrics are computed on documents. The metrics follow
+the usual definitions (those of trec_eval and BEIR): linear gains, log2 discounts, the ideal ranking from the
+judgments, queries without a relevant document left out.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from config.errors import InvalidInput
+from knowledge import services
+from knowledge.models import Collection, Document
+from knowledge.search import Fusion, Mode, Reranker, search
+
+EvalMode = Literal["lexical", "dense", "hybrid", "hybrid+rerank"]
+EVAL_MODES: tuple[EvalMode, ...] = ("lexical", "dense", "hybrid", "hybrid+rerank")
+_SEARCH_MODE: dict[EvalMode, Mode] = {
+    "lexical": "lexical",
+    "dense": "dense",
+    "hybrid": "hybrid",
+    "hybrid+rerank": "hybrid",
+}
+METRICS = ("ndcg@10", "recall@10", "recall@100", "mrr@10")
+# Chunks asked of search per query: the most it returns, and enough to rank about a hundred distinct documents.
+CHUNK_DEPTH = 200
+# Scratch collections are emptied and refilled; a slug outside this prefix is never touched.
+SCRATCH_PREFIX = "eval-"
+
+
+class DatasetError(InvalidInput):
+    """The data set cannot be read."""
+
+
+@dataclass(frozen=True)
+class CorpusEntry:
+    doc_id: str
+    title: str
+    text: str
+
+
+@dataclass(frozen=True)
+class Dataset:
+    corpus: dict[str, CorpusEntry]
+    queries: dict[str, str]
+    qrels: dict[str, dict[str, int]]
+    missing_judged_documents: int = 0
+
+
+# --- Reading a BEIR folder -----------------------------------------------------------------------------------------
+
+
+def dataset_read(*, folder: Path, corpus_folder: Path | None = None, split: str = "test") -> Dataset:
+    """Queries and judgments from `folder`, the corpus from `corpus_folder` (default: the same folder).
+
+    Judgments of documents missing from the corpus are dropped (and counted), then queries without a relevant
+    document and queries without judgments. Raises DatasetError for a missing or malformed file.
+    """
+    corpus_folder = corpus_folder or folder
+    corpus = {
+        str(row["_id"]): CorpusEntry(
+            doc_id=str(row["_id"]), title=str(row.get("title") or ""), text=str(row.get("text") or "")
+        )
+        for row in _jsonl(corpus_folder / "corpus.jsonl")
+    }
+    all_queries = {str(row["_id"]): str(row["text"]) for row in _jsonl(folder / "queries.jsonl")}
+    qrels: dict[str, dict[str, int]] = {}
+    missing = 0
+    for query_id, doc_id, score in _qrels(folder / "qrels" / f"{split}.tsv"):
+        if doc_id not in corpus:
+            missing += 1
+        elif query_id in all_queries:
+            qrels.setdefault(query_id, {})[doc_id] = score
+    qrels = {query_id: judged for query_id, judged in qrels.items() if any(s > 0 for s in judged.values())}
+    queries = {query_id: text for query_id, text in all_queries.items() if query_id in qrels}
+    return Dataset(corpus=corpus, queries=queries, qrels=qrels, missing_judged_documents=missing)
+
+
+def _jsonl(path: Path) -> list[dict[str, object]]:
+    if not path.is_file():
+        raise DatasetError(f"{path} does not exist.")
+    rows = []
+    with path.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise DatasetError(f"{path}, line {number}: not JSON ({exc.msg}).") from exc
+            if not isinstance(row, dict) or "_id" not in row:
+                raise DatasetError(f"{path}, line {number}: an object with an _id is expected.")
+            rows.append(row)
+    return rows
+
+
+def _qrels(path: Path) -> list[tuple[str, str, int]]:
+    if not path.is_file():
+        raise DatasetError(f"{path} does not exist.")
+    rows = []
+    with path.open(encoding="utf-8", newline="") as handle:
+        for number, row in enumerate(csv.reader(handle, delimiter="\t"), start=1):
+            if not row or (number == 1 and row[0] == "query-id"):
+                continue
+            try:
+                query_id, doc_id, score = row[0], row[1], int(row[2])
+            except (IndexError, ValueError) as exc:
+                raise DatasetError(f"{path}, line {number}: expected query-id, corpus-id, score.") from exc
+            rows.append((query_id, doc_id, score))
+    return rows
+
+
+def corpus_markdown(entry: CorpusEntry) -> str:
+    """The file that stands for a corpus entry: its text, under its title as a `#` heading unless it has one."""
+    if entry.text.startswith("# ") or not entry.title:
+        return entry.text
+    return f"# {entry.title}\n\n{entry.text}"
+
+
+# --- Metrics -------------------------------------------------------------------------------------------------------
+
+
+def documents_by_best_chunk(chunk_documents: Iterable[str]) -> list[str]:
+    """The documents of a ranked chunk list, each at the rank of its best (first) chunk."""
+    return list(dict.fromkeys(chunk_documents))
+
+
+def ndcg_at_k(*, ranking: Sequence[str], relevance: Mapping[str, int], k: int) -> float:
+    """Normalized discounted cumulative gain of the first `k` of `ranking`: gain rel, discount log2(rank + 1)."""
+    gains = sorted((grade for grade in relevance.values() if grade > 0), reverse=True)
+    ideal = sum(grade / math.log2(rank + 2) for rank, grade in enumerate(gains[:k]))
+    if ideal == 0:
+        return 0.0
+    found = sum(
+        max(relevance.get(doc_id, 0), 0) / math.log2(rank + 2) for rank, doc_id in enumerate(ranking[:k])
+    )
+    return found / ideal
+
+
+def recall_at_k(*, ranking: Sequence[str], relevance: Mapping[str, int], k: int) -> float:
+    """The share of the relevant documents found in the first `k` of `ranking`."""
+    relevant = {doc_id for doc_id, grade in relevance.items() if grade > 0}
+    if not relevant:
+        return 0.0
+    return len(relevant.intersection(ranking[:k])) / len(relevant)
+
+
+def mrr_at_k(*, ranking: Sequence[str], relevance: Mapping[str, int], k: int) -> float:
+    """The reciprocal rank of the first relevant document in the first `k` of `ranking`, 0 when there is none."""
+    for rank, doc_id in enumerate(ranking[:k], start=1):
+        if relevance.get(doc_id, 0) > 0:
+            return 1.0 / rank
+    return 0.0
+
+
+def query_metrics(*, ranking: Sequence[str], relevance: Mapping[str, int]) -> dict[str, float]:
+    return {
+        "ndcg@10": ndcg_at_k(ranking=ranking, relevance=relevance, k=10),
+        "recall@10": recall_at_k(ranking=ranking, relevance=relevance, k=10),
+        "recall@100": recall_at_k(ranking=ranking, relevance=relevance, k=100),
+        "mrr@10": mrr_at_k(ranking=ranking, relevance=relevance, k=10),
+    }
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    return float(np.percentile(np.asarray(values, dtype=float), q)) if values else math.nan
+
+
+# --- Ingesting the corpus ------------------------------------------------------------------------------------------
+
+
+@dataclass
+class CorpusImported:
+    collection: Collection
+    # What a hit's document id stands for in the judgments.
+    doc_ids: dict[int, str]
+    outcomes: dict[str, int] = field(default_factory=lambda: {"created": 0, "updated": 0, "unchanged": 0})
+    failures: list[tuple[str, str]] = field(default_factory=list)
+    emptied: int = 0
+
+
+def corpus_import(
+    *,
+    dataset: Dataset,
+    slug: str,
+    reuse: bool,
+    on_document: Callable[[int, int], None] | None = None,
+) -> CorpusImported:
+    """Index every corpus entry as one document of the scratch collection `slug`, through the real pipeline.
+
+    Without `reuse` the collection is emptied first, so that the chunks reflect the current chunking settings;
+    with it, documents already indexed from the same text are kept. Raises InvalidInput for a slug that does not
+    start with "eval-": only scratch collections are ever emptied.
+    """
+    if not slug.startswith(SCRATCH_PREFIX):
+        raise InvalidInput(f"The scratch collection's slug must start with {SCRATCH_PREFIX!r}; got {slug!r}.")
+    collection = services.collection_get_or_create(
+        slug=slug, name=f"Evaluation {slug}", visibility=Collection.Visibility.RESTRICTED
+    )
+    report = CorpusImported(collection=collection, doc_ids={})
+    if not reuse:
+        for document in Document.objects.filter(collection=collection).iterator():
+            services.document_delete(document=document)
+            report.emptied += 1
+    total = len(dataset.corpus)
+    for done, entry in enumerate(dataset.corpus.values(), start=1):
+        added = services.document_import(
+            collection=collection,
+            name=f"{entry.doc_id}.md",
+            content=corpus_markdown(entry).encode("utf-8"),
+            index_now=True,
+        )
+        report.outcomes[added.outcome] += 1
+        report.doc_ids[added.document.pk] = entry.doc_id
+        if added.document.status == Document.Status.FAILED:
+            report.failures.append((entry.doc_id, added.document.error))
+        if on_document is not None:
+            on_document(done, total)
+    return report
+
+
+# --- Running the queries -------------------------------------------------------------------------------------------
+
+
+@dataclass
+class ModeRun:
+    mode: EvalMode
+    per_query: dict[str, dict[str, float]]
+    latencies_ms: list[float]
+
+    @property
+    def means(self) -> dict[str, float]:
+        return {
+            name: float(np.mean([scores[name] for scores in self.per_query.values()]))
+            if self.per_query
+            else 0.0
+            for name in METRICS
+        }
+
+    @property
+    def latency_p50_ms(self) -> float:
+        return percentile(self.latencies_ms, 50)
+
+    @property
+    def latency_p95_ms(self) -> float:
+        return percentile(self.latencies_ms, 95)
+
+
+@dataclass(frozen=True)
+class SearchOptions:
+    fusion: Fusion | None = None
+    candidates: int | None = None
+    dense_weight: float | None = None
+    lexical_weight: float | None = None
+    reranker: Reranker | None = None
+
+
+def mode_run(
+    *,
+    mode: EvalMode,
+    dataset: Dataset,
+    collection: Collection,
+    doc_ids: Mapping[int, str],
+    options: SearchOptions,
+    on_query: Callable[[int, int], None] | None = None,
+) -> ModeRun:
+    """Every query of `dataset` through `knowledge.search.search` in `mode`, scored at document level.
+
+    A hit of a document outside the corpus counts as a non-relevant document. Latency is the wall time of one
+    `search` call (query embedding included), after one untimed warm-up call.
+    """
+    rerank = mode == "hybrid+rerank"
+    if rerank and options.reranker is None:
+        raise InvalidInput("hybrid+rerank needs a reranker.")
+
+    def run(text: str) -> list[str]:
+        result = search(
+            query=text,
+            collections=[collection],
+            limit=CHUNK_DEPTH,
+            mode=_SEARCH_MODE[mode],
+            fusion=options.fusion,
+            candidates=options.candidates,
+            rerank=rerank,
+            reranker=options.reranker,
+            dense_weight=options.dense_weight,
+            lexical_weight=options.lexical_weight,
+        )
+        return documents_by_best_chunk(
+            doc_ids.get(hit.document_id, f"document:{hit.document_id}") for hit in result.hits
+        )
+
+    if dataset.queries:
+        run(next(iter(dataset.queries.values())))  # loads the model and warms the caches
+    outcome = ModeRun(mode=mode, per_query={}, latencies_ms=[])
+    total = len(dataset.queries)
+    for done, (query_id, text) in enumerate(dataset.queries.items(), start=1):
+        started = time.perf_counter()
+        ranking = run(text)
+        outcome.latencies_ms.append((time.perf_counter() - started) * 1000)
+        outcome.per_query[query_id] = query_metrics(ranking=ranking, relevance=dataset.qrels[query_id])
+        if on_query is not None:
+            on_query(done, total)
+    return outcome
+
+
+def limit_queries(dataset: Dataset, count: int | None) -> Dataset:
+    """The first `count` queries of `dataset` (all when None), in file order."""
+    if count is None or count >= len(dataset.queries):
+        return dataset
+    kept = dict(list(dataset.queries.items())[:count])
+    return Dataset(
+        corpus=dataset.corpus,
+        queries=kept,
+        qrels={query_id: dataset.qrels[query_id] for query_id in kept},
+        missing_judged_documents=dataset.missing_judged_documents,
+    )

@@ -1,0 +1,202 @@
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.utils.text import slugify
+from tqdm import tqdm
+
+from config.errors import DomainError
+from knowledge import evaluation
+from knowledge.search import configured_reranker
+
+
+class Command(BaseCommand):
+    help = (
+        "Measure retrieval on a BEIR-layout data set (corpus.jsonl, queries.jsonl, qrels/test.tsv): index the "
+        "corpus into a scratch collection through the real pipeline, run every query in each mode, and print "
+        "nDCG@10, Recall@10, Recall@100, MRR@10 and latency side by side. Retrieval settings (KNOWLEDGE_RRF_K, "
+        "KNOWLEDGE_LEXICAL_OPERATOR, ...) are read from the environment as usual."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("dataset", type=Path, help="folder with queries.jsonl and qrels/")
+        parser.add_argument(
+            "--corpus-from", type=Path, help="folder whose corpus.jsonl to use (default: the dataset folder)"
+        )
+        parser.add_argument("--split", default="test", help="the qrels file to read (qrels/SPLIT.tsv)")
+        parser.add_argument(
+            "--collection",
+            help="slug of the scratch collection, starting with eval- (default: from the corpus)",
+        )
+        parser.add_argument(
+            "--reuse",
+            action="store_true",
+            help="keep what the scratch collection already holds (otherwise it is emptied and indexed afresh)",
+        )
+        parser.add_argument("--limit-queries", type=int, help="use only the first N queries")
+        parser.add_argument(
+            "--modes",
+            default="lexical,dense,hybrid",
+            help="comma-separated: " + ",".join(evaluation.EVAL_MODES),
+        )
+        parser.add_argument("--fusion", choices=["rrf", "weighted"], help="default: KNOWLEDGE_FUSION")
+        parser.add_argument("--dense-weight", type=float, help="default: KNOWLEDGE_HYBRID_DENSE_WEIGHT")
+        parser.add_argument("--lexical-weight", type=float, help="default: KNOWLEDGE_HYBRID_LEXICAL_WEIGHT")
+        parser.add_argument(
+            "--candidates",
+            type=int,
+            help=f"chunks each retriever contributes (default: the larger of KNOWLEDGE_SEARCH_CANDIDATES and "
+            f"{evaluation.CHUNK_DEPTH}, so that every mode ranks as deep)",
+        )
+        parser.add_argument(
+            "--json", type=Path, help="also write the means and per-query scores to this file"
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        modes = [mode.strip() for mode in options["modes"].split(",") if mode.strip()]
+        unknown = [mode for mode in modes if mode not in evaluation.EVAL_MODES]
+        if unknown or not modes:
+            raise CommandError(f"Unknown mode(s) {unknown}; use {', '.join(evaluation.EVAL_MODES)}.")
+        corpus_folder = Path(options["corpus_from"] or options["dataset"])
+        slug = options["collection"] or f"{evaluation.SCRATCH_PREFIX}{slugify(corpus_folder.resolve().name)}"
+        try:
+            dataset = evaluation.dataset_read(
+                folder=Path(options["dataset"]), corpus_folder=corpus_folder, split=options["split"]
+            )
+        except DomainError as exc:
+            raise CommandError(exc.message) from exc
+        dataset = evaluation.limit_queries(dataset, options["limit_queries"])
+        self.stdout.write(
+            f"{len(dataset.corpus)} documents, {len(dataset.queries)} judged queries"
+            + (
+                f" ({dataset.missing_judged_documents} judgments of documents not in the corpus dropped)"
+                if dataset.missing_judged_documents
+                else ""
+            )
+        )
+
+        reranker = None
+        if "hybrid+rerank" in modes:
+            reranker = configured_reranker()
+            if reranker is None:
+                modes.remove("hybrid+rerank")
+                self.stdout.write(
+                    "hybrid+rerank: not available, no reranker is configured (KNOWLEDGE_RERANKER_MODEL names no "
+                    "local cross-encoder folder; none is installable from a package here)."
+                )
+
+        imported = self._import(dataset, slug, reuse=options["reuse"])
+        search_options = evaluation.SearchOptions(
+            fusion=options["fusion"],
+            candidates=options["candidates"]
+            or max(int(settings.KNOWLEDGE_SEARCH_CANDIDATES), evaluation.CHUNK_DEPTH),
+            dense_weight=options["dense_weight"],
+            lexical_weight=options["lexical_weight"],
+            reranker=reranker,
+        )
+        runs = [self._run(mode, dataset, imported, search_options) for mode in modes]
+        self._table(runs, search_options)
+        if options["json"]:
+            self._json(Path(options["json"]), runs, search_options)
+
+    def _run(
+        self,
+        mode: evaluation.EvalMode,
+        dataset: evaluation.Dataset,
+        imported: evaluation.CorpusImported,
+        search_options: evaluation.SearchOptions,
+    ) -> evaluation.ModeRun:
+        with tqdm(total=len(dataset.queries), unit="query", desc=mode, disable=None, file=sys.stderr) as bar:
+
+            def progress(done: int, total: int) -> None:
+                bar.update(done - bar.n)
+
+            return evaluation.mode_run(
+                mode=mode,
+                dataset=dataset,
+                collection=imported.collection,
+                doc_ids=imported.doc_ids,
+                options=search_options,
+                on_query=progress,
+            )
+
+    def _import(self, dataset: evaluation.Dataset, slug: str, *, reuse: bool) -> evaluation.CorpusImported:
+        with tqdm(
+            total=len(dataset.corpus), unit="doc", desc="indexing", disable=None, file=sys.stderr
+        ) as bar:
+            try:
+                imported = evaluation.corpus_import(
+                    dataset=dataset,
+                    slug=slug,
+                    reuse=reuse,
+                    on_document=lambda done, total: bar.update(done - bar.n),
+                )
+            except DomainError as exc:
+                raise CommandError(exc.message) from exc
+        outcomes = imported.outcomes
+        self.stdout.write(
+            f"{slug}: {outcomes['created']} indexed, {outcomes['updated']} updated, {outcomes['unchanged']} "
+            f"unchanged, {len(imported.failures)} failed"
+            + (f" (emptied first: {imported.emptied} documents removed)" if imported.emptied else "")
+        )
+        for doc_id, reason in imported.failures[:10]:
+            self.stdout.write(self.style.WARNING(f"  FAILED {doc_id}: {reason}"))
+        return imported
+
+    def _table(self, runs: list[evaluation.ModeRun], search_options: evaluation.SearchOptions) -> None:
+        self.stdout.write(
+            f"fusion={search_options.fusion or settings.KNOWLEDGE_FUSION} rrf_k={settings.KNOWLEDGE_RRF_K} "
+            f"weights dense={_or(search_options.dense_weight, settings.KNOWLEDGE_HYBRID_DENSE_WEIGHT)} "
+            f"lexical={_or(search_options.lexical_weight, settings.KNOWLEDGE_HYBRID_LEXICAL_WEIGHT)} "
+            f"operator={settings.KNOWLEDGE_LEXICAL_OPERATOR} ts_norm={settings.KNOWLEDGE_TS_RANK_NORMALIZATION} "
+            f"candidates={search_options.candidates} chunks/query={evaluation.CHUNK_DEPTH}"
+        )
+        rows = [
+            ("", *(run.mode for run in runs)),
+            *((metric, *(f"{run.means[metric]:.4f}" for run in runs)) for metric in evaluation.METRICS),
+            ("latency p50 ms", *(f"{run.latency_p50_ms:.1f}" for run in runs)),
+            ("latency p95 ms", *(f"{run.latency_p95_ms:.1f}" for run in runs)),
+        ]
+        widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
+        for row in rows:
+            self.stdout.write(
+                "  ".join(
+                    cell.ljust(width) if column == 0 else cell.rjust(width)
+                    for column, (cell, width) in enumerate(zip(row, widths, strict=True))
+                )
+            )
+
+    def _json(
+        self, path: Path, runs: list[evaluation.ModeRun], search_options: evaluation.SearchOptions
+    ) -> None:
+        payload = {
+            "settings": {
+                "fusion": search_options.fusion or settings.KNOWLEDGE_FUSION,
+                "rrf_k": settings.KNOWLEDGE_RRF_K,
+                "dense_weight": _or(search_options.dense_weight, settings.KNOWLEDGE_HYBRID_DENSE_WEIGHT),
+                "lexical_weight": _or(
+                    search_options.lexical_weight, settings.KNOWLEDGE_HYBRID_LEXICAL_WEIGHT
+                ),
+                "lexical_operator": settings.KNOWLEDGE_LEXICAL_OPERATOR,
+                "ts_rank_normalization": settings.KNOWLEDGE_TS_RANK_NORMALIZATION,
+                "candidates": search_options.candidates,
+            },
+            "modes": {
+                run.mode: {
+                    "means": run.means,
+                    "latency_p50_ms": run.latency_p50_ms,
+                    "latency_p95_ms": run.latency_p95_ms,
+                    "per_query": run.per_query,
+                }
+                for run in runs
+            },
+        }
+        path.write_text(json.dumps(payload, indent=1))
+        self.stdout.write(f"written {path}")
+
+
+def _or(value: float | None, default: float) -> float:
+    return default if value is None else value
