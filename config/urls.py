@@ -24,6 +24,8 @@ urlpatterns = [
     path("api/schema/docs/", SpectacularSwaggerView.as_view(url_name="rest-schema"), name="rest-docs"),
     path("api/", include(router.urls)),
     path("api/", api.urls),
+    path("models/", include("mlmodels.urls")),
+    path("", include("chat.urls")),
 ]
 
 if settings.DEBUG:

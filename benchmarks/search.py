@@ -1,0 +1,297 @@
+"""Retrieval speed and HNSW quality, each beside exact search measured in the same run.
+
+    .venv/bin/python benchmarks/search.py latency --collection SLUG   # the real PostgreSQL-manual collection
+    .venv/bin/python benchmarks/search.py scale [--chunks 100000]      # a 100k-chunk collection built from it
+    .venv/bin/python benchmarks/search.py recall [--vectors 1000000]   # 1M synthetic clustered 384-d vectors
+
+`latency` and `scale` time the retrieval selector end to end (query embedding included) in hybrid mode with the
+HNSW index, then the same queries with the dense part forced to an exact scan. `recall` builds an HNSW index
+over synthetic vectors drawn from a mixture of clusters and measures recall@10 against exact neighbours for
+several `hnsw.ef_search` values, with HNSW and exact query latency. The collection for `latency` comes from
+`benchmarks/ingest.py --keep` or `manage.py ingest /usr/share/doc/postgresql-doc-15/html --collection SLUG`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.base")
+os.environ.setdefault("DJANGO_DEBUG", "1")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+QUESTIONS = ROOT / "benchmarks" / "data" / "pgdocs-questions" / "queries.jsonl"
+FALLBACK_QUERIES = [
+    "How do I reclaim disk space after deleting many rows?",
+    "Why is my query not using an index?",
+    "How can I back up a database while it is in use?",
+    "What does autovacuum do?",
+    "pg_stat_activity",
+    "How do I create a partial index?",
+    "jsonb containment operator",
+    "What isolation levels are supported?",
+    "configure shared_buffers",
+    "How does MVCC avoid read locks?",
+]
+
+
+def percentile(values: list[float], q: float) -> float:
+    return float(np.percentile(np.array(values), q))
+
+
+def queries(limit: int) -> list[str]:
+    if QUESTIONS.exists():
+        loaded = [json.loads(line)["text"] for line in QUESTIONS.read_text().splitlines() if line.strip()]
+    else:
+        loaded = FALLBACK_QUERIES
+    repeated = (loaded * (limit // max(len(loaded), 1) + 1))[:limit]
+    return repeated
+
+
+def timed(run: Callable[[], object], repeat: int = 1) -> list[float]:
+    out = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        run()
+        out.append((time.perf_counter() - started) * 1000)
+    return out
+
+
+def report(label: str, hnsw_ms: list[float], exact_ms: list[float]) -> None:
+    print(f"{label}")
+    print(f"  {'':34}{'p50 ms':>9}{'p95 ms':>9}{'mean ms':>9}")
+    print(f"  {'hybrid, HNSW (embedding included)':34}{percentile(hnsw_ms, 50):>9.1f}{percentile(hnsw_ms, 95):>9.1f}{statistics.mean(hnsw_ms):>9.1f}")
+    print(f"  {'hybrid, exact dense scan':34}{percentile(exact_ms, 50):>9.1f}{percentile(exact_ms, 95):>9.1f}{statistics.mean(exact_ms):>9.1f}")
+    print(f"  p95 ratio HNSW / exact: {percentile(hnsw_ms, 95) / percentile(exact_ms, 95):.3f}   (target p95 < 50 ms)")
+
+
+def measure_collection(collection: object, query_list: list[str]) -> tuple[list[float], list[float]]:
+    from django.db import connection
+
+    from knowledge.search import search
+
+    for query in query_list[:5]:  # warm the caches and the model
+        search(query=query, collections=[collection], limit=10)
+    hnsw = [timed(lambda q=q: search(query=q, collections=[collection], limit=10))[0] for q in query_list]
+    with connection.cursor() as cursor:
+        # No index scans at all: the dense part reads every chunk of the collection and sorts by distance.
+        cursor.execute("SET enable_indexscan = off")
+        cursor.execute("SET enable_bitmapscan = off")
+        try:
+            exact = [timed(lambda q=q: search(query=q, collections=[collection], limit=10, mode="dense"))[0] for q in query_list]
+        finally:
+            cursor.execute("RESET enable_indexscan")
+            cursor.execute("RESET enable_bitmapscan")
+    return hnsw, exact
+
+
+def cmd_latency(args: argparse.Namespace) -> int:
+    from django.db.models import Count
+
+    from knowledge.models import Collection
+
+    collection = Collection.objects.filter(slug=args.collection).annotate(n=Count("documents__chunks")).first()
+    if collection is None:
+        print(f"no collection {args.collection!r}; index the manual first (see the module docstring)")
+        return 2
+    hnsw, exact = measure_collection(collection, queries(args.queries))
+    report(f"{collection.slug}: {collection.n} chunks, {args.queries} queries", hnsw, exact)
+    return 0
+
+
+def cmd_scale(args: argparse.Namespace) -> int:
+    """A collection of `--chunks` chunks: the real collection's chunks, plus copies whose vectors are the real
+    ones with noise added (so the vectors keep the real distribution), with their texts for full-text search."""
+    from django.contrib.postgres.search import SearchVector
+    from django.db.models import Value
+
+    from knowledge.models import Chunk, Collection, Document
+
+    source = Collection.objects.filter(slug=args.collection).first()
+    if source is None:
+        print(f"no collection {args.collection!r}; index the manual first (see the module docstring)")
+        return 2
+    slug = f"bench-scale-{args.chunks}"
+    target = Collection.objects.filter(slug=slug).first()
+    if target is None or Chunk.objects.filter(collection=target).count() < args.chunks:
+        if target is not None:
+            target.delete()
+        target = Collection.objects.create(name=slug, slug=slug, embedding_model=source.embedding_model)
+        real = list(Chunk.objects.filter(collection=source).values_list("text", "section", "embedding", "token_count"))
+        rng = np.random.default_rng(0)
+        document = Document.objects.create(collection=target, title="scale copy", source_name="scale", size_bytes=0,
+                                           content_hash=f"scale-{args.chunks}", status=Document.Status.READY)
+        print(f"building {args.chunks} chunks from {len(real)} real ones…", flush=True)
+        started = time.perf_counter()
+        batch: list[Chunk] = []
+        for position in range(args.chunks):
+            text, section, embedding, tokens = real[position % len(real)]
+            vector = np.asarray(embedding, dtype=np.float32)
+            if position >= len(real):
+                vector = vector + rng.normal(0, 0.02, size=vector.shape).astype(np.float32)
+                vector /= np.linalg.norm(vector)
+            batch.append(Chunk(document=document, collection=target, position=position, text=text, section=section,
+                               start_offset=0, end_offset=len(text), token_count=tokens, embedding=vector,
+                               embedding_model=target.embedding_model))
+            if len(batch) == 2000:
+                Chunk.objects.bulk_create(batch)
+                batch = []
+        Chunk.objects.bulk_create(batch)
+        Chunk.objects.filter(collection=target).update(
+            search_vector=SearchVector("section", weight="A", config="english") + SearchVector("text", weight="B", config="english")
+            + SearchVector(Value("scale copy"), weight="A", config="english")
+        )
+        print(f"built in {time.perf_counter() - started:.0f} s", flush=True)
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("VACUUM ANALYZE knowledge_chunk")
+    hnsw, exact = measure_collection(target, queries(args.queries))
+    report(f"{target.slug}: {Chunk.objects.filter(collection=target).count()} chunks, {args.queries} queries", hnsw, exact)
+    if not args.keep:
+        target.delete()
+    return 0
+
+
+class ClusterMixture:
+    """Vectors from a mixture of clusters: each cluster has a centre and a few directions of its own along which
+    its points spread (text embeddings vary along few directions: a low intrinsic dimension), plus a little
+    isotropic noise; then normalized. Not uniform noise, in which every point would be about as far as any other."""
+
+    def __init__(self, *, clusters: int, dims: int, intrinsic: int, spread: float, noise: float, rng: np.random.Generator) -> None:
+        self.centers = rng.normal(0, 1, size=(clusters, dims)).astype(np.float32)
+        self.centers /= np.linalg.norm(self.centers, axis=1, keepdims=True)
+        bases = rng.normal(0, 1, size=(clusters, intrinsic, dims)).astype(np.float32)
+        self.bases = bases / np.linalg.norm(bases, axis=2, keepdims=True)
+        self.spread, self.noise, self.intrinsic = spread, noise, intrinsic
+
+    def sample(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        labels = rng.integers(0, len(self.centers), size=n)
+        z = rng.normal(0, self.spread, size=(n, self.intrinsic)).astype(np.float32)
+        vectors = self.centers[labels] + np.einsum("ni,nid->nd", z, self.bases[labels])
+        vectors += rng.normal(0, self.noise, size=vectors.shape).astype(np.float32)
+        vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+        return vectors.astype(np.float32)
+
+
+def cmd_recall(args: argparse.Namespace) -> int:
+    import psycopg
+    from django.db import connection
+    from pgvector.psycopg import register_vector
+
+    dims, n = 384, args.vectors
+    rng = np.random.default_rng(42)
+    mixture = ClusterMixture(clusters=args.clusters, dims=dims, intrinsic=args.intrinsic_dims, spread=args.spread,
+                             noise=args.noise, rng=rng)
+    connection.ensure_connection()
+    params = connection.get_connection_params()
+    conn_kwargs = {k: v for k, v in params.items() if k in ("host", "port", "user", "password", "dbname")}
+    with psycopg.connect(**conn_kwargs, autocommit=True) as conn:
+        register_vector(conn)
+        conn.execute("CREATE TABLE IF NOT EXISTS bench_vectors (id bigint PRIMARY KEY, embedding vector(384))")
+        have = conn.execute("SELECT count(*) FROM bench_vectors").fetchone()[0]
+        # The same seed regenerates the same data, so a kept table still matches the brute-force answers.
+        data = np.empty((n, dims), dtype=np.float32)
+        for start in range(0, n, 100_000):
+            data[start : start + 100_000] = mixture.sample(min(100_000, n - start), rng)
+        if have != n:
+            conn.execute("DROP INDEX IF EXISTS bench_vectors_hnsw")
+            conn.execute("TRUNCATE bench_vectors")
+            print(f"loading {n} vectors…", flush=True)
+            started = time.perf_counter()
+            with conn.cursor().copy("COPY bench_vectors (id, embedding) FROM STDIN WITH (FORMAT BINARY)") as copy:
+                copy.set_types(["int8", "vector"])
+                for i in range(n):
+                    copy.write_row((i, data[i]))
+            print(f"loaded in {time.perf_counter() - started:.0f} s", flush=True)
+        index = conn.execute("SELECT 1 FROM pg_indexes WHERE indexname = 'bench_vectors_hnsw'").fetchone()
+        if index is None:
+            conn.execute(f"SET maintenance_work_mem = '{args.maintenance_work_mem}'")
+            conn.execute("SET max_parallel_maintenance_workers = 1")
+            print("building the HNSW index (m=16, ef_construction=64)…", flush=True)
+            started = time.perf_counter()
+            conn.execute("CREATE INDEX bench_vectors_hnsw ON bench_vectors USING hnsw (embedding vector_cosine_ops) WITH (m = 16, ef_construction = 64)")
+            print(f"built in {time.perf_counter() - started:.0f} s", flush=True)
+        conn.execute("VACUUM ANALYZE bench_vectors")
+
+        query_vectors = mixture.sample(args.queries, rng)
+        # Exact neighbours by brute force (cosine on unit vectors = dot product), in blocks to bound memory.
+        truth_scores = np.full((len(query_vectors), 10), -np.inf, dtype=np.float32)
+        truth = np.full((len(query_vectors), 10), -1, dtype=np.int64)
+        for start in range(0, n, 200_000):
+            scores = query_vectors @ data[start : start + 200_000].T
+            ids = np.broadcast_to(np.arange(start, start + scores.shape[1]), scores.shape)
+            candidate_scores = np.concatenate([truth_scores, scores], axis=1)
+            candidate_ids = np.concatenate([truth, ids], axis=1)
+            top = np.argpartition(-candidate_scores, 9, axis=1)[:, :10]
+            truth_scores = np.take_along_axis(candidate_scores, top, axis=1)
+            truth = np.take_along_axis(candidate_ids, top, axis=1)
+        sql = "SELECT id FROM bench_vectors ORDER BY embedding <=> %s LIMIT 10"
+        exact_ms = []
+        conn.execute("SET enable_indexscan = off")
+        for vector in query_vectors[: args.exact_queries]:
+            exact_ms.extend(timed(lambda v=vector: conn.execute(sql, (v,)).fetchall()))
+        # Check the database's exact answer agrees with the brute force (same data, same metric).
+        db_exact = {row[0] for row in conn.execute(sql, (query_vectors[0],)).fetchall()}
+        conn.execute("RESET enable_indexscan")
+        print(f"{n} vectors, {args.clusters} clusters of intrinsic dimension {args.intrinsic_dims}, {args.queries} queries; "
+              "database exact = brute force on query 0: "
+              f"{len(db_exact & set(truth[0].tolist()))}/10")
+        print(f"  {'':18}{'recall@10':>10}{'p50 ms':>9}{'p95 ms':>9}")
+        for ef in args.ef_search:
+            conn.execute(f"SET hnsw.ef_search = {int(ef)}")
+            latencies, recalls = [], []
+            for qi, vector in enumerate(query_vectors):
+                started = time.perf_counter()
+                found = [row[0] for row in conn.execute(sql, (vector,)).fetchall()]
+                latencies.append((time.perf_counter() - started) * 1000)
+                recalls.append(len(set(found) & set(truth[qi].tolist())) / 10)
+            print(f"  {'HNSW ef_search=' + str(ef):18}{statistics.mean(recalls):>10.3f}{percentile(latencies, 50):>9.1f}{percentile(latencies, 95):>9.1f}")
+        print(f"  {'exact scan':18}{1.0:>10.3f}{percentile(exact_ms, 50):>9.1f}{percentile(exact_ms, 95):>9.1f}")
+        if not args.keep:
+            conn.execute("DROP TABLE bench_vectors")
+    return 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description="Retrieval speed and HNSW recall, beside exact search.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    latency = sub.add_parser("latency")
+    latency.add_argument("--collection", default="pg-manual")
+    latency.add_argument("--queries", type=int, default=200)
+    scale = sub.add_parser("scale")
+    scale.add_argument("--collection", default="pg-manual")
+    scale.add_argument("--chunks", type=int, default=100_000)
+    scale.add_argument("--queries", type=int, default=200)
+    scale.add_argument("--keep", action="store_true")
+    recall = sub.add_parser("recall")
+    recall.add_argument("--vectors", type=int, default=1_000_000)
+    recall.add_argument("--clusters", type=int, default=1000)
+    recall.add_argument("--spread", type=float, default=0.35, help="std of the in-cluster coordinates")
+    recall.add_argument("--intrinsic-dims", type=int, default=24)
+    recall.add_argument("--noise", type=float, default=0.01, help="isotropic noise per dimension")
+    recall.add_argument("--queries", type=int, default=200)
+    recall.add_argument("--exact-queries", type=int, default=10)
+    recall.add_argument("--ef-search", type=int, nargs="+", default=[20, 40, 100, 200])
+    recall.add_argument("--maintenance-work-mem", default="4GB")
+    recall.add_argument("--keep", action="store_true")
+    args = parser.parse_args()
+
+    import django
+
+    django.setup()
+    return {"latency": cmd_latency, "scale": cmd_scale, "recall": cmd_recall}[args.command](args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

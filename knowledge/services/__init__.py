@@ -1,0 +1,56 @@
+"""Every change to collections, documents and chunks goes through these functions."""
+
+from knowledge.services.collections import collection_create, collection_get_or_create
+from knowledge.services.documents import (
+    DocumentAdded,
+    Imported,
+    Outcome,
+    document_add,
+    document_delete,
+    document_import,
+    document_reingest,
+    documents_import,
+)
+from knowledge.services.errors import (
+    TRANSIENT_ERRORS,
+    CollectionNotFound,
+    DocumentNotFound,
+    DocumentTooLarge,
+    ReembedInProgress,
+)
+from knowledge.services.indexing import (
+    document_ingest,
+    documents_index,
+    documents_recover_stalled,
+    documents_wait,
+)
+from knowledge.services.reembed import (
+    collection_reembed,
+    collection_reembed_fail,
+    collection_reembed_run,
+)
+
+__all__ = [
+    "TRANSIENT_ERRORS",
+    "CollectionNotFound",
+    "DocumentAdded",
+    "DocumentNotFound",
+    "DocumentTooLarge",
+    "Imported",
+    "Outcome",
+    "ReembedInProgress",
+    "collection_create",
+    "collection_get_or_create",
+    "collection_reembed",
+    "collection_reembed_fail",
+    "collection_reembed_run",
+    "document_add",
+    "document_delete",
+    "document_import",
+    "document_ingest",
+    "document_reingest",
+    "documents_import",
+    "documents_index",
+    "documents_recover_stalled",
+    "documents_wait",
+]

@@ -1,0 +1,212 @@
+"""Adding, replacing and deleting documents."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import IO, TYPE_CHECKING, Literal
+
+from django.conf import settings
+from django.core.files.base import ContentFile
+from django.db import transaction
+from django.db.models import F
+
+from config.errors import DomainError, InvalidInput
+from knowledge import parsing
+from knowledge.models import Collection, Document
+from knowledge.services.errors import DocumentTooLarge
+from knowledge.services.indexing import _enqueue_ingest, document_ingest, documents_index
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+
+
+Outcome = Literal["created", "updated", "unchanged"]
+
+
+@dataclass(frozen=True)
+class DocumentAdded:
+    document: Document
+    outcome: Outcome
+    message: str
+
+
+def document_add(
+    *,
+    collection: Collection,
+    name: str,
+    content: IO[bytes] | bytes,
+    created_by: AbstractBaseUser | AnonymousUser | None = None,
+    title: str = "",
+    enqueue: bool = True,
+) -> DocumentAdded:
+    """Store a file in `collection` and queue its indexing.
+
+    The same bytes twice give back the existing document ("unchanged"); new bytes under a source name already in
+    the collection make a new version of that document ("updated"), whose chunks replace the old ones once indexed.
+    Raises DocumentTooLarge above KNOWLEDGE_MAX_UPLOAD_BYTES and InvalidInput for an empty name.
+    """
+    name = name.strip().lstrip("/")
+    if not name:
+        raise InvalidInput("A document needs a file name.")
+    data = content if isinstance(content, bytes) else _read_limited(content)
+    if len(data) > settings.KNOWLEDGE_MAX_UPLOAD_BYTES:
+        raise DocumentTooLarge(
+            f"{name} is {len(data) / 1e6:.1f} MB; the limit is {settings.KNOWLEDGE_MAX_UPLOAD_BYTES / 1e6:.1f} MB.",
+            limit_bytes=settings.KNOWLEDGE_MAX_UPLOAD_BYTES,
+        )
+    content_hash = hashlib.sha256(data).hexdigest()
+    file_name = name.rsplit("/", 1)[-1][:200]
+
+    with transaction.atomic():
+        Collection.objects.select_for_update().filter(
+            pk=collection.pk
+        ).first()  # serializes adds per collection
+        same_bytes = Document.objects.filter(collection=collection, content_hash=content_hash).first()
+        if same_bytes is not None:
+            message = (
+                f"{name}: unchanged (already in {collection.slug})"
+                if same_bytes.source_name == name
+                else f"{name}: same content as {same_bytes.source_name}, not added again"
+            )
+            return DocumentAdded(same_bytes, "unchanged", message)
+
+        previous = (
+            Document.objects.select_for_update().filter(collection=collection, source_name=name).first()
+        )
+        if previous is not None:
+            old_file = previous.file.name
+            previous.content_hash = content_hash
+            previous.size_bytes = len(data)
+            previous.version = F("version") + 1
+            previous.title = title or previous.title
+            previous.file.save(file_name, ContentFile(data), save=False)
+            _reset_for_indexing(previous)
+            previous.save()
+            previous.refresh_from_db()
+            transaction.on_commit(lambda: _delete_file(previous, old_file))
+            document, message = previous, f"{name}: new version {previous.version}"
+            outcome: Outcome = "updated"
+        else:
+            document = Document(
+                collection=collection,
+                title=title or parsing.title_from_filename(name),
+                source_name=name,
+                size_bytes=len(data),
+                content_hash=content_hash,
+                created_by_id=created_by.pk
+                if created_by is not None and created_by.is_authenticated
+                else None,
+            )
+            document.file.save(file_name, ContentFile(data), save=False)
+            document.save()
+            outcome, message = "created", f"{name}: added"
+        if enqueue:
+            _enqueue_ingest(document.pk)
+    return DocumentAdded(document, outcome, message)
+
+
+def document_import(
+    *, collection: Collection, name: str, content: IO[bytes] | bytes, index_now: bool
+) -> DocumentAdded:
+    """Add a file as `document_add` does, then index it in this process (`index_now`) or leave it to a worker.
+
+    Indexing in-process is for command-line imports that should not depend on a running worker.
+    """
+    added = document_add(collection=collection, name=name, content=content, enqueue=not index_now)
+    document = added.document
+    if index_now and not (document.status == Document.Status.READY and added.outcome == "unchanged"):
+        if document.status == Document.Status.FAILED:
+            document = document_reingest(document=document, enqueue=False)
+        document = document_ingest(document_id=document.pk)
+    return DocumentAdded(document, added.outcome, added.message)
+
+
+@dataclass(frozen=True)
+class Imported:
+    name: str
+    outcome: Outcome | Literal["rejected"]
+    message: str
+    document: Document | None
+
+
+def documents_import(
+    *,
+    collection: Collection,
+    files: Iterable[tuple[str, Callable[[], bytes]]],
+    index_now: bool,
+    group_size: int = 16,
+) -> Iterator[Imported]:
+    """Add many files (name, reader) to `collection`, yielding each file's outcome once it is settled.
+
+    With `index_now`, files are indexed in this process in groups of `group_size`, their chunks embedded
+    together (see documents_index); otherwise they are queued for the workers. A file that cannot be read or is
+    refused comes back as "rejected" with the reason; nothing stops the rest."""
+    group: list[tuple[str, DocumentAdded]] = []
+
+    def settle() -> Iterator[Imported]:
+        documents_index(document_ids=[added.document.pk for _, added in group])
+        for name, added in group:
+            document = Document.objects.get(pk=added.document.pk)
+            yield Imported(name, added.outcome, added.message, document)
+        group.clear()
+
+    for name, read in files:
+        try:
+            added = document_add(collection=collection, name=name, content=read(), enqueue=not index_now)
+        except (DomainError, OSError) as exc:
+            yield Imported(name, "rejected", str(getattr(exc, "message", exc)), None)
+            continue
+        document = added.document
+        if not index_now or (added.outcome == "unchanged" and document.status == Document.Status.READY):
+            yield Imported(name, added.outcome, added.message, document)
+            continue
+        if document.status == Document.Status.FAILED:
+            document_reingest(document=document, enqueue=False)
+        group.append((name, added))
+        if len(group) >= group_size:
+            yield from settle()
+    if group:
+        yield from settle()
+
+
+def _read_limited(stream: IO[bytes]) -> bytes:
+    limit = settings.KNOWLEDGE_MAX_UPLOAD_BYTES
+    data = stream.read(limit + 1)
+    return data if isinstance(data, bytes) else bytes(data)
+
+
+def _delete_file(document: Document, file_name: str) -> None:
+    if file_name and file_name != document.file.name:
+        document.file.storage.delete(file_name)
+
+
+def _reset_for_indexing(document: Document) -> None:
+    document.status = Document.Status.PENDING
+    document.progress = 0.0
+    document.error = ""
+    document.attempts = 0
+    document.task_id = ""
+    document.heartbeat_at = None
+
+
+def document_reingest(*, document: Document, enqueue: bool = True) -> Document:
+    """Index `document` again from its original file, replacing its chunks once the new ones are ready."""
+    with transaction.atomic():
+        document = Document.objects.select_for_update().get(pk=document.pk)
+        _reset_for_indexing(document)
+        document.indexed_hash = ""
+        document.save()
+        if enqueue:
+            _enqueue_ingest(document.pk)
+    return document
+
+
+def document_delete(*, document: Document) -> None:
+    """Delete a document, its chunks and its file."""
+    file_name = document.file.name
+    storage = document.file.storage
+    with transaction.atomic():
+        document.delete()
+        transaction.on_commit(lambda: storage.delete(file_name) if file_name else None)

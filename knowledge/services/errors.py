@@ -1,0 +1,24 @@
+"""The errors the knowledge services raise."""
+
+from django.db import InterfaceError, OperationalError
+
+from config.errors import Conflict, ObjectNotFound, PayloadTooLarge
+
+# Errors of the database connection are worth a retry; anything else about a document is final.
+TRANSIENT_ERRORS: tuple[type[Exception], ...] = (OperationalError, InterfaceError)
+
+
+class DocumentNotFound(ObjectNotFound):
+    """No such document."""
+
+
+class CollectionNotFound(ObjectNotFound):
+    """No such collection."""
+
+
+class DocumentTooLarge(PayloadTooLarge):
+    """The file is larger than the upload limit."""
+
+
+class ReembedInProgress(Conflict):
+    """The collection is already being re-embedded."""

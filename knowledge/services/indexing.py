@@ -1,0 +1,349 @@
+"""Indexing: parse, chunk, embed, and replace a document's chunks in one transaction; recovery of stalled work."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+
+from celery.exceptions import SoftTimeLimitExceeded
+from django.conf import settings
+from django.contrib.postgres.search import SearchVector
+from django.db import transaction
+from django.db.models import Q, Value
+from django.utils import timezone
+
+from knowledge import chunking, parsing
+from knowledge.embeddings import Embedder, get_embedder
+from knowledge.models import Chunk, Collection, Document, DocumentText
+from knowledge.services.errors import TRANSIENT_ERRORS, DocumentNotFound
+
+logger = logging.getLogger(__name__)
+
+
+def _enqueue_ingest(document_id: int) -> None:
+    from knowledge.tasks import ingest_document
+
+    # Only after the row is committed, or the worker could look for a document that is not there yet.
+    transaction.on_commit(lambda: ingest_document.delay(document_id))
+
+
+@dataclass(frozen=True)
+class _Claim:
+    document: Document
+    collection: Collection
+
+
+def document_ingest(*, document_id: int, task_id: str = "") -> Document:
+    """Parse, chunk and embed a document, then replace its chunks in one transaction.
+
+    Idempotent: a document already indexed from its current bytes with its collection's model is left alone, and
+    one held by a live worker is left to it. Parse errors, an unknown model and the time limit end as FAILED with
+    the reason; errors of the database connection propagate so that the task is retried.
+    Raises DocumentNotFound.
+    """
+    documents_index(document_ids=[document_id], task_id=task_id)
+    return Document.objects.get(pk=document_id)
+
+
+@dataclass
+class _Prepared:
+    claim: _Claim
+    parsed: parsing.ParsedDocument
+    drafts: list[chunking.ChunkDraft]
+
+
+def documents_index(*, document_ids: Sequence[int], task_id: str = "") -> None:
+    """Index several documents as `document_ingest` does one, embedding their chunks together so that many small
+    documents still make full batches for the model. Each document ends READY or FAILED on its own.
+    Raises DocumentNotFound for the first id that does not exist."""
+    prepared: list[_Prepared] = []
+    for document_id in document_ids:
+        claim = _claim(document_id, task_id)
+        if claim is None:
+            continue
+        try:
+            parsed, drafts = _parse_and_chunk(claim.document, claim.collection)
+        except Exception as exc:  # noqa: BLE001 - _fail_for decides what ends the document and what propagates
+            _fail_for([claim.document], exc)
+        else:
+            prepared.append(_Prepared(claim, parsed, drafts))
+
+    by_model: dict[str, list[_Prepared]] = defaultdict(list)
+    for item in prepared:
+        by_model[item.claim.collection.embedding_model].append(item)
+    for model_name, items in by_model.items():
+        documents = [item.claim.document for item in items]
+        try:
+            vectors = _embed(
+                documents, [d for item in items for d in item.drafts], model_name, progress=(0.15, 0.95)
+            )
+        except Exception as exc:  # noqa: BLE001 - as above
+            _fail_for(documents, exc)
+            continue
+        offset = 0
+        for item in items:
+            embeddings = vectors[offset : offset + len(item.drafts)]
+            offset += len(item.drafts)
+            try:
+                _write_chunks(item.claim.document, item.parsed, item.drafts, embeddings)
+            except Exception as exc:  # noqa: BLE001 - as above
+                _fail_for([item.claim.document], exc)
+
+
+def _fail_for(documents: list[Document], exc: Exception) -> None:
+    """End `documents` as FAILED with a reason that fits `exc`; database connection errors propagate instead,
+    so that the task is retried."""
+    if isinstance(exc, TRANSIENT_ERRORS):
+        raise exc
+    if isinstance(exc, parsing.ParseError):
+        reason = exc.message
+    elif isinstance(exc, SoftTimeLimitExceeded):
+        reason = f"Indexing took longer than the {settings.KNOWLEDGE_INGEST_SOFT_TIME_LIMIT} s time limit."
+    else:
+        logger.error("indexing documents %s failed", [d.pk for d in documents], exc_info=exc)
+        reason = f"Indexing failed with an internal error ({type(exc).__name__}: {exc})."
+    for document in documents:
+        _fail(document, reason)
+
+
+def _claim(document_id: int, task_id: str) -> _Claim | None:
+    """Take the document for this run, or say (None) that there is nothing to do."""
+    now = timezone.now()
+    stale = now - timedelta(seconds=settings.KNOWLEDGE_INGEST_STALE_SECONDS)
+    with transaction.atomic():
+        document = (
+            Document.objects.select_for_update().select_related("collection").filter(pk=document_id).first()
+        )
+        if document is None:
+            raise DocumentNotFound(f"Document {document_id} does not exist (deleted before it was indexed?).")
+        collection = document.collection
+        status = document.status
+        if status == Document.Status.READY and (
+            document.indexed_hash == document.content_hash
+            and document.embedding_model == collection.embedding_model
+        ):
+            return None
+        if status == Document.Status.PROCESSING:
+            same_task = bool(task_id) and document.task_id == task_id
+            if not same_task and document.heartbeat_at is not None and document.heartbeat_at > stale:
+                return None  # a live worker holds it
+        elif status == Document.Status.FAILED:
+            return None
+        if document.attempts >= settings.KNOWLEDGE_INGEST_MAX_ATTEMPTS:
+            document.status = Document.Status.FAILED
+            document.error = (
+                f"Indexing was interrupted {document.attempts} times (a worker was killed, ran out of memory, "
+                "or lost the database); re-ingest it to try again."
+            )
+            document.save(update_fields=["status", "error", "updated_at"])
+            return None
+        document.status = Document.Status.PROCESSING
+        document.error = ""
+        document.progress = 0.0
+        document.attempts += 1
+        document.task_id = task_id
+        document.heartbeat_at = now
+        document.processing_started_at = now
+        document.save(
+            update_fields=[
+                "status",
+                "error",
+                "progress",
+                "attempts",
+                "task_id",
+                "heartbeat_at",
+                "processing_started_at",
+                "updated_at",
+            ]
+        )
+    return _Claim(document, collection)
+
+
+def _report(document: Document, progress: float) -> None:
+    Document.objects.filter(pk=document.pk).update(
+        progress=min(1.0, max(0.0, progress)), heartbeat_at=timezone.now()
+    )
+
+
+def _parse_and_chunk(
+    document: Document, collection: Collection
+) -> tuple[parsing.ParsedDocument, list[chunking.ChunkDraft]]:
+    with document.file.open("rb") as handle:
+        data = handle.read()
+    if hashlib.sha256(data).hexdigest() != document.content_hash:
+        raise parsing.ParseError(
+            "The stored file does not match its recorded hash (changed or damaged on disk)."
+        )
+    parsed = parsing.parse(
+        data,
+        filename=document.source_name,
+        on_page=lambda done, total: _report(document, 0.10 * done / max(total, 1)),
+    )
+    # A title given by staff wins; one made from the file name gives way to the document's own.
+    if document.title == parsing.title_from_filename(document.source_name) and parsed.title:
+        document.title = parsed.title[:500]
+    embedder = get_embedder(collection.embedding_model)
+    drafts = chunking.chunk_document(
+        parsed,
+        tokenizer=embedder.tokenizer,
+        max_model_tokens=embedder.max_tokens,
+        chunk_tokens=settings.KNOWLEDGE_CHUNK_TOKENS,
+        overlap_tokens=settings.KNOWLEDGE_CHUNK_OVERLAP_TOKENS,
+        title=document.title,
+    )
+    Document.objects.filter(pk=document.pk).update(
+        title=document.title,
+        media_type=parsed.media_type,
+        page_count=parsed.page_count,
+        progress=0.15,
+        heartbeat_at=timezone.now(),
+    )
+    return parsed, drafts
+
+
+def _embed(
+    documents: list[Document],
+    drafts: list[chunking.ChunkDraft],
+    model_name: str,
+    *,
+    progress: tuple[float, float],
+) -> list[list[float]]:
+    embedder: Embedder = get_embedder(model_name)
+    batch = max(1, int(settings.KNOWLEDGE_EMBEDDING_BATCH_SIZE))
+    # Several batches per progress report: fewer round trips, still a heartbeat every few seconds.
+    step = batch * 8
+    vectors: list[list[float]] = []
+    low, high = progress
+    for start in range(0, len(drafts), step):
+        texts = [draft.embed_text for draft in drafts[start : start + step]]
+        vectors.extend(embedder.embed_documents(texts, batch_size=batch).tolist())
+        for document in documents:
+            _report(document, low + (high - low) * len(vectors) / max(len(drafts), 1))
+    return vectors
+
+
+def _write_chunks(
+    document: Document,
+    parsed: parsing.ParsedDocument,
+    drafts: list[chunking.ChunkDraft],
+    embeddings: list[list[float]],
+) -> None:
+    with transaction.atomic():
+        # The collection row is the lock a re-embed's switch takes too, so the model cannot change under us.
+        collection = Collection.objects.select_for_update().get(pk=document.collection_id)
+        locked = Document.objects.select_for_update().get(pk=document.pk)
+        if locked.status != Document.Status.PROCESSING or locked.content_hash != document.content_hash:
+            return  # re-ingested, replaced or taken over meanwhile: the newer run writes
+        model_name = collection.embedding_model
+        if model_name != document.collection.embedding_model:
+            embeddings = _embed([], drafts, model_name, progress=(0, 0))
+        pending: list[list[float]] | None = None
+        if collection.reembed_target_model:
+            pending = _embed([], drafts, collection.reembed_target_model, progress=(0, 0))
+
+        Chunk.objects.filter(document=document).delete()
+        Chunk.objects.bulk_create(
+            [
+                Chunk(
+                    document=document,
+                    collection_id=collection.pk,
+                    position=position,
+                    text=draft.text,
+                    section=draft.section,
+                    page_number=draft.page,
+                    start_offset=draft.start,
+                    end_offset=draft.end,
+                    token_count=draft.token_count,
+                    embedding=embeddings[position],
+                    embedding_model=model_name,
+                    pending_embedding=pending[position] if pending is not None else None,
+                    pending_embedding_model=collection.reembed_target_model if pending is not None else "",
+                )
+                for position, draft in enumerate(drafts)
+            ],
+            batch_size=500,
+        )
+        _index_text(Chunk.objects.filter(document=document), title=locked.title)
+        DocumentText.objects.update_or_create(document=document, defaults={"text": parsed.text})
+        locked.status = Document.Status.READY
+        locked.progress = 1.0
+        locked.error = ""
+        locked.chunk_count = len(drafts)
+        locked.token_count = sum(draft.token_count for draft in drafts)
+        locked.page_count = parsed.page_count
+        locked.media_type = parsed.media_type
+        locked.embedding_model = model_name
+        locked.indexed_hash = locked.content_hash
+        locked.indexed_at = timezone.now()
+        locked.heartbeat_at = locked.indexed_at
+        locked.save()
+
+
+def _index_text(chunks: object, *, title: str) -> None:
+    """Fill the full-text vectors: title and section weigh more than the body."""
+    config = settings.KNOWLEDGE_TEXT_SEARCH_CONFIG
+    chunks.update(  # type: ignore[attr-defined]
+        search_vector=SearchVector(Value(title), weight="A", config=config)
+        + SearchVector("section", weight="A", config=config)
+        + SearchVector("text", weight="B", config=config)
+    )
+
+
+def _fail(document: Document, reason: str) -> None:
+    """End a run as FAILED: no chunks are left behind, the reason is kept for staff."""
+    with transaction.atomic():
+        locked = Document.objects.select_for_update().filter(pk=document.pk).first()
+        if locked is None or locked.content_hash != document.content_hash:
+            return
+        Chunk.objects.filter(document=locked).delete()
+        DocumentText.objects.filter(document=locked).delete()
+        locked.status = Document.Status.FAILED
+        locked.error = reason[:4000]
+        locked.chunk_count = 0
+        locked.token_count = 0
+        locked.indexed_hash = ""
+        locked.heartbeat_at = timezone.now()
+        locked.save()
+    logger.warning("document %s (%s) failed: %s", document.pk, document.source_name, reason)
+
+
+def documents_recover_stalled() -> list[int]:
+    """Queue again the documents whose worker died and those whose message was lost; returns their ids."""
+    now = timezone.now()
+    stale = now - timedelta(seconds=settings.KNOWLEDGE_INGEST_STALE_SECONDS)
+    forgotten = now - timedelta(seconds=settings.KNOWLEDGE_INGEST_REQUEUE_SECONDS)
+    ids = list(
+        Document.objects.filter(
+            Q(status=Document.Status.PROCESSING, heartbeat_at__lt=stale)
+            | Q(status=Document.Status.PENDING, updated_at__lt=forgotten)
+        ).values_list("pk", flat=True)
+    )
+    if ids:
+        # Touch them so that the next sweep does not queue them again before a worker gets to them.
+        Document.objects.filter(pk__in=ids, status=Document.Status.PENDING).update(updated_at=now)
+    for document_id in ids:
+        _enqueue_ingest(document_id)
+    return ids
+
+
+def documents_wait(
+    *, ids: list[int], timeout: float, on_progress: Callable[[int, int], None] | None = None
+) -> bool:
+    """Wait until the documents are READY or FAILED; False when `timeout` seconds pass first."""
+    deadline = time.monotonic() + timeout
+    done = 0
+    while time.monotonic() < deadline:
+        done = Document.objects.filter(
+            pk__in=ids, status__in=[Document.Status.READY, Document.Status.FAILED]
+        ).count()
+        if on_progress is not None:
+            on_progress(done, len(ids))
+        if done == len(ids):
+            return True
+        time.sleep(0.5)
+    return False
