@@ -1,0 +1,166 @@
+"""Titanic features, validation of raw passengers, the cross-validated target and persistence."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import numpy as np
+import pytest
+
+from mlmodels.core.exceptions import InvalidInput
+from mlmodels.core.serialization import load_model, save_model
+from mlmodels.core.titanic import TitanicFeatures, make_titanic_model, passenger_title, predict_passenger
+from mlmodels.core.training import train_titanic
+from mlmodels.datasets import load_titanic
+
+
+def passenger(**changes: Any) -> dict[str, Any]:
+    base = {"pclass": 1, "sex": "female", "age": 29, "sibsp": 0, "parch": 0, "fare": 80.0, "embarked": "C"}
+    base.update(changes)
+    return base
+
+
+@pytest.fixture(scope="module")
+def titanic_result() -> Any:
+    return train_titanic(seed=0)
+
+
+def test_cross_validated_accuracy_reaches_the_target(titanic_result: Any) -> None:
+    metrics = titanic_result.metrics
+
+    assert metrics["cv_accuracy_mean"] >= 0.80
+    assert metrics["cv_roc_auc_mean"] >= 0.85
+    assert len(titanic_result.history) == 5
+    assert titanic_result.confusion_matrix.sum() == 891
+
+
+def test_training_reports_progress_per_fold_and_a_json_summary() -> None:
+    calls: list[tuple[int, int]] = []
+
+    result = train_titanic(seed=1, progress=lambda step, total, row: calls.append((step, total)))
+
+    assert calls == [(step, 6) for step in range(1, 7)]
+    summary = result.summary()
+    assert summary["kind"] == "titanic-logreg" and "model" not in summary
+    assert "title_Mr" in summary["extra"]["coefficients"]
+    assert result.hyperparameters["steps"][2][1]["class"] == "LogisticRegression"
+
+
+@pytest.mark.parametrize(
+    ("name", "sex", "age", "expected"),
+    [
+        ("Braund, Mr. Owen Harris", "male", 22, "Mr"),
+        ("Rothes, the Countess. of (Lucy Noel Martha Dyer-Edwards)", "female", 33, "Rare"),
+        ("Aubart, Mme. Leontine Pauline", "female", 24, "Mrs"),
+        ("Sagesser, Mlle. Emma", "female", 24, "Miss"),
+        ("Uruchurtu, Don. Manuel E", "male", 40, "Rare"),
+        (None, "male", 5, "Master"),
+        (None, "male", None, "Mr"),
+        (None, "female", 45, "Mrs"),
+    ],
+)
+def test_title_comes_from_the_name_or_a_guess(
+    name: str | None, sex: str, age: float | None, expected: str
+) -> None:
+    assert passenger_title({"name": name, "sex": sex, "age": age, "parch": 0}) == expected
+
+
+def test_features_are_learned_from_the_training_rows_only() -> None:
+    train = [
+        passenger(name="A, Master. B", sex="male", age=4, ticket="T1"),
+        passenger(name="C, Master. D", sex="male", age=6, ticket="T1"),
+        passenger(name="E, Mr. F", sex="male", age=40, ticket="T2", fare=None, pclass=3),
+        passenger(name="G, Mr. H", sex="male", age=None, ticket="T3", fare=8.0, pclass=3, embarked=None),
+    ]
+    features = TitanicFeatures().fit(train)
+
+    row = dict(
+        zip(
+            features.get_feature_names_out(),
+            features.transform([passenger(name="I, Master. J", sex="male", age=None, ticket="T1")])[0],
+            strict=True,
+        )
+    )
+    missing_fare = features.transform([passenger(pclass=3, fare=None)])[0]
+
+    assert row["age"] == 5.0 and row["age_missing"] == 1.0
+    assert row["ticket_group_size"] == 2.0
+    assert row["log_fare_per_person"] == pytest.approx(np.log1p(40.0))
+    assert missing_fare[features.feature_names_.index("log_fare")] == pytest.approx(np.log1p(8.0))
+    assert features.embarked_mode_ == "C"
+
+
+def test_predicting_one_raw_passenger() -> None:
+    data = load_titanic()
+    model = make_titanic_model().fit(data.records, data.y)
+
+    first_class_woman = predict_passenger(model, passenger())
+    third_class_man = predict_passenger(
+        model, passenger(pclass=3, sex="male", fare=7.25, embarked="S", age=30)
+    )
+    sparse = predict_passenger(model, passenger(age=None, fare=None, embarked=None, name=None))
+
+    assert first_class_woman.survived and first_class_woman.probability > 0.8
+    logit = first_class_woman.intercept + sum(first_class_woman.contributions.values())
+    assert 1 / (1 + np.exp(-logit)) == pytest.approx(first_class_woman.probability)
+    assert third_class_man.contributions["title_Mr"] < 0 < first_class_woman.contributions["class_1"]
+    assert not third_class_man.survived and third_class_man.probability < 0.2
+    assert 0.0 < sparse.probability < 1.0
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"pclass": 4}, "pclass"),
+        ({"pclass": True}, "pclass"),
+        ({"sex": "other"}, "sex"),
+        ({"age": -1}, "age"),
+        ({"age": "old"}, "age"),
+        ({"sibsp": 1.5}, "sibsp"),
+        ({"parch": -2}, "parch"),
+        ({"fare": float("nan")}, "fare"),
+        ({"embarked": "X"}, "embarked"),
+        ({"cabin": 12}, "cabin"),
+        ({"Age": 3}, "Age"),
+    ],
+)
+def test_invalid_fields_are_named(changes: dict[str, Any], field: str) -> None:
+    with pytest.raises(InvalidInput) as error:
+        predict_passenger(make_titanic_model(), passenger(**changes))
+
+    assert error.value.field == field
+    assert isinstance(error.value, ValueError)
+
+
+def test_missing_required_fields_are_all_reported() -> None:
+    raw = passenger()
+    del raw["sex"], raw["fare"]
+
+    with pytest.raises(InvalidInput) as error:
+        predict_passenger(make_titanic_model(), raw)
+
+    assert set(error.value.errors) == {"sex", "fare"}
+    assert "required" in error.value.errors["fare"]
+
+
+def test_lenient_but_unambiguous_spellings_are_accepted() -> None:
+    data = load_titanic()
+    model = make_titanic_model().fit(data.records, data.y)
+
+    loose = predict_passenger(model, passenger(pclass="1", sex=" Female ", age="29", embarked="cherbourg"))
+
+    assert loose == predict_passenger(model, passenger())
+
+
+def test_saved_pipeline_predicts_identically() -> None:
+    data = load_titanic()
+    model = make_titanic_model().fit(data.records, data.y)
+    buffer = io.BytesIO()
+
+    save_model(model, buffer)
+    buffer.seek(0)
+    loaded = load_model(buffer)
+
+    assert np.array_equal(loaded.predict_proba(data.records), model.predict_proba(data.records))
+    assert loaded.named_steps["features"].ticket_counts_ == model.named_steps["features"].ticket_counts_
