@@ -1,0 +1,51 @@
+import argparse
+import json
+from typing import Any
+
+from django.conf import settings
+from django.core.management.base import CommandError, CommandParser
+
+from mlmodels.management.commands.train_titanic import TrainingCommand
+
+
+class Command(TrainingCommand):
+    help = (
+        "Train a new version of the MNIST model in this process on the 55,000 training digits (the last 5,000 "
+        "validate each epoch) and evaluate it on the 10,000 test digits. It is recorded as a version, and becomes "
+        "active with --activate or when no version is active."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument(
+            "--arch",
+            choices=["mlp", "cnn"],
+            default=settings.MLMODELS_MNIST_DEFAULT_ARCH,
+            help="multi-layer perceptron or convolutional network (default: MLMODELS_MNIST_DEFAULT_ARCH)",
+        )
+        parser.add_argument("--epochs", type=int, help="default: the architecture's (MLP 20, CNN 12)")
+        parser.add_argument("--augment", action="store_true", help="random shifts, rotations and scaling")
+        parser.add_argument("--seed", type=int, default=0)
+        parser.add_argument("--activate", action="store_true", help="make it the active version once trained")
+        # For tests and quick checks: train on the first N digits, validate on fewer, override parameters (JSON).
+        parser.add_argument("--train-size", type=int, help=argparse.SUPPRESS)
+        parser.add_argument("--validation-size", type=int, default=5000, help=argparse.SUPPRESS)
+        parser.add_argument("--overrides", default="{}", help=argparse.SUPPRESS)
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        try:
+            overrides = json.loads(options["overrides"])
+        except json.JSONDecodeError as exc:
+            raise CommandError(f"--overrides is not JSON: {exc}") from exc
+        self.train(
+            kind="mnist",
+            architecture=options["arch"],
+            options={
+                "epochs": options["epochs"],
+                "augment": options["augment"],
+                "train_size": options["train_size"],
+                "validation_size": options["validation_size"],
+                "overrides": overrides,
+            },
+            seed=options["seed"],
+            activate=options["activate"],
+        )

@@ -1,0 +1,65 @@
+"""Every change to the model registry goes through these functions: requesting and running a training (in a worker
+or in this process), activation (and so rollback), deletion, recovery of stalled training, making sure each kind
+has an active version; and the predictions of the active versions."""
+
+from mlmodels.selectors import ModelVersionNotFound
+from mlmodels.services.options import (
+    MNIST_OPTIONS,
+    TITANIC_OPTIONS,
+    TrainingOptionsInvalid,
+    default_architecture,
+    default_options,
+)
+from mlmodels.services.predictions import (
+    DigitPrediction,
+    PassengerInvalid,
+    PixelsInvalid,
+    SurvivalPrediction,
+    mnist_predict_image,
+    mnist_predict_pixels,
+    titanic_predict,
+)
+from mlmodels.services.registry import (
+    VersionIsActive,
+    VersionNotReady,
+    model_version_activate,
+    model_version_delete,
+)
+from mlmodels.services.training import (
+    TRANSIENT_ERRORS,
+    ProgressCallback,
+    TrainingFailed,
+    model_version_request,
+    model_version_train,
+    model_version_train_now,
+)
+from mlmodels.services.upkeep import Ensured, model_versions_recover_stalled, models_ensure
+
+__all__ = [
+    "MNIST_OPTIONS",
+    "TITANIC_OPTIONS",
+    "TRANSIENT_ERRORS",
+    "DigitPrediction",
+    "Ensured",
+    "ModelVersionNotFound",
+    "PassengerInvalid",
+    "PixelsInvalid",
+    "ProgressCallback",
+    "SurvivalPrediction",
+    "TrainingFailed",
+    "TrainingOptionsInvalid",
+    "VersionIsActive",
+    "VersionNotReady",
+    "default_architecture",
+    "default_options",
+    "mnist_predict_image",
+    "mnist_predict_pixels",
+    "model_version_activate",
+    "model_version_delete",
+    "model_version_request",
+    "model_version_train",
+    "model_version_train_now",
+    "model_versions_recover_stalled",
+    "models_ensure",
+    "titanic_predict",
+]

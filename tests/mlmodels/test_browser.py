@@ -1,0 +1,86 @@
+"""The digit page in a real browser (headless Chromium): draw a digit with the mouse and watch the prediction
+arrive from the API. CI sets KB_REQUIRE_BROWSER=1, where a missing browser fails instead of skipping."""
+
+import os
+from pathlib import Path
+
+import pytest
+from django.db import connections
+
+from mlmodels import services
+from mlmodels.core import training
+from tests.factories import UserFactory
+from tests.mlmodels.conftest import TINY_MNIST
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"]
+
+
+@pytest.fixture
+def chromium(monkeypatch):
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError as exc:  # pragma: no cover - depends on the machine
+        _missing(f"Playwright is not installed ({exc})")
+    if not CHROMIUM.exists():
+        _missing(f"no Chromium at {CHROMIUM}")
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+        connections.close_all()
+
+
+def _missing(reason: str) -> None:
+    if os.environ.get("KB_REQUIRE_BROWSER") == "1":
+        pytest.fail(f"The browser tests are required here, but {reason}.")
+    pytest.skip(reason)
+
+
+@pytest.fixture
+def committed_mnist(transactional_db, mnist_result, monkeypatch):
+    monkeypatch.setattr(training, "train_mnist", lambda **options: mnist_result)
+    return services.model_version_train_now(kind="mnist", options=TINY_MNIST)
+
+
+def test_drawing_a_digit_shows_the_prediction_its_probabilities_and_what_the_model_read(
+    chromium, live_server, committed_mnist
+):
+    UserFactory(username="ada")
+    page = chromium.new_page()
+    page.set_default_timeout(30_000)
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.goto(f"{live_server.url}/accounts/login/?next=/models/digits/")
+    page.get_by_label("User name").fill("ada")
+    page.get_by_label("Password").fill("a-long-test-password")
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(f"{live_server.url}/models/digits/")
+
+    pad = page.locator("canvas[data-pad]")
+    pad.wait_for(state="visible")
+    box = pad.bounding_box()
+    assert box is not None
+    with page.expect_response(lambda response: response.url.endswith("/api/ml/mnist/predict")) as answered:
+        page.mouse.move(box["x"] + 60, box["y"] + 50)
+        page.mouse.down()
+        for x, y in [(200, 50), (180, 110), (150, 170), (120, 240)]:
+            page.mouse.move(box["x"] + x, box["y"] + y, steps=8)
+        page.mouse.up()
+
+    assert answered.value.status == 200
+    body = answered.value.json()
+    page.wait_for_function("document.querySelector('[data-answer]').textContent !== '?'")
+    assert page.inner_text("[data-answer]") == str(body["digit"])
+    assert f"mnist v{committed_mnist.version} (mlp)" in page.inner_text("[data-status]")
+    assert page.locator("ol.bars li.best").count() == 1
+    assert page.inner_text("ol.bars li.best .pct") == f"{100 * body['probability']:.1f} %"
+    assert page.locator("canvas[data-seen]").is_visible()
+    assert body["input"]["center_of_mass"][0] == pytest.approx(14, abs=1)
+
+    page.get_by_role("button", name="Clear").click()
+    assert page.inner_text("[data-answer]") == "?"
+    assert errors == []

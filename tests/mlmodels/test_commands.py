@@ -1,0 +1,70 @@
+import json
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from mlmodels.models import ModelVersion
+
+pytestmark = pytest.mark.django_db
+
+TINY = ["--epochs", "1", "--train-size", "300", "--validation-size", "500"]
+SMALL_NETWORK = json.dumps({"hidden_layer_sizes": [16], "batch_size": 64})
+
+
+def test_train_titanic_records_an_active_version_and_prints_its_metrics(capsys):
+    call_command("train_titanic", "--folds", "2", "--seed", "3")
+
+    output = capsys.readouterr().out
+    version = ModelVersion.objects.get(kind="titanic")
+    assert version.status == ModelVersion.Status.READY and version.is_active and version.seed == 3
+    assert "titanic v1 (Logistic regression): trained in" in output
+    assert "Cross-validated accuracy" in output
+    assert "is the active titanic model" in output
+
+
+def test_train_mnist_trains_a_tiny_network_and_leaves_the_active_one_unless_asked(capsys):
+    call_command("train_mnist", *TINY, "--overrides", SMALL_NETWORK)
+    call_command("train_mnist", *TINY, "--overrides", SMALL_NETWORK, "--seed", "1")
+    call_command("train_mnist", *TINY, "--overrides", SMALL_NETWORK, "--activate")
+
+    output = capsys.readouterr().out
+    first, second, third = ModelVersion.objects.filter(kind="mnist").order_by("version")
+    assert [first.is_active, second.is_active, third.is_active] == [False, False, True]
+    assert second.seed == 1
+    assert first.training_options["train_size"] == 300
+    assert "Test accuracy" in output
+    assert "mnist v2 (Multi-layer perceptron) is not active (mnist v1 (Multi-layer perceptron) is)" in output
+
+
+def test_train_mnist_reports_a_failed_training_as_an_error():
+    with pytest.raises(CommandError, match="no parameter 'warp_speed'"):
+        call_command("train_mnist", *TINY, "--overrides", '{"warp_speed": 9}')
+
+    assert ModelVersion.objects.get().status == ModelVersion.Status.FAILED
+
+
+def test_train_mnist_refuses_invalid_options_before_training():
+    with pytest.raises(CommandError, match="epochs"):
+        call_command("train_mnist", "--epochs", "0")
+
+    assert not ModelVersion.objects.exists()
+
+
+def test_ensure_models_queues_the_missing_models_and_returns(capsys, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks() as callbacks:
+        call_command("ensure_models")
+
+    output = capsys.readouterr().out
+    assert "titanic v1 (Logistic regression) is queued for training" in output
+    assert "mnist v1 (Multi-layer perceptron) is queued for training" in output
+    assert len(callbacks) == 2
+    assert set(ModelVersion.objects.values_list("status", flat=True)) == {"PENDING"}
+
+
+def test_ensure_models_does_nothing_when_turned_off(capsys, settings):
+    settings.MLMODELS_ENSURE_ON_RUN = False
+
+    call_command("ensure_models")
+
+    assert "not checked" in capsys.readouterr().out
+    assert not ModelVersion.objects.exists()
