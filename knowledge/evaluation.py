@@ -265,6 +265,12 @@ class SearchOptions:
     lexical_weight: float | None = None
     reranker: Reranker | None = None
 
+    @property
+    def depth(self) -> int:
+        """Chunks asked per query. Search never takes fewer candidates than it returns, so fewer candidates than
+        CHUNK_DEPTH can only be measured on a list cut to that many chunks: the product's ranking, shallower."""
+        return min(CHUNK_DEPTH, self.candidates) if self.candidates else CHUNK_DEPTH
+
 
 def mode_run(
     *,
@@ -288,7 +294,7 @@ def mode_run(
         result = search(
             query=text,
             collections=[collection],
-            limit=CHUNK_DEPTH,
+            limit=options.depth,
             mode=_SEARCH_MODE[mode],
             fusion=options.fusion,
             candidates=options.candidates,

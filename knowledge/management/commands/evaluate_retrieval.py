@@ -49,7 +49,8 @@ class Command(BaseCommand):
             "--candidates",
             type=int,
             help=f"chunks each retriever contributes (default: the larger of KNOWLEDGE_SEARCH_CANDIDATES and "
-            f"{evaluation.CHUNK_DEPTH}, so that every mode ranks as deep)",
+            f"{evaluation.CHUNK_DEPTH}, so that every mode ranks as deep); fewer also cuts each ranking to that "
+            "many chunks, which caps Recall@100",
         )
         parser.add_argument(
             "--json", type=Path, help="also write the means and per-query scores to this file"
@@ -152,7 +153,7 @@ class Command(BaseCommand):
             f"weights dense={_or(search_options.dense_weight, settings.KNOWLEDGE_HYBRID_DENSE_WEIGHT)} "
             f"lexical={_or(search_options.lexical_weight, settings.KNOWLEDGE_HYBRID_LEXICAL_WEIGHT)} "
             f"operator={settings.KNOWLEDGE_LEXICAL_OPERATOR} ts_norm={settings.KNOWLEDGE_TS_RANK_NORMALIZATION} "
-            f"candidates={search_options.candidates} chunks/query={evaluation.CHUNK_DEPTH}"
+            f"candidates={search_options.candidates} chunks/query={search_options.depth}"
         )
         rows = [
             ("", *(run.mode for run in runs)),
