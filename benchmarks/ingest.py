@@ -62,16 +62,22 @@ def main() -> int:
         started = time.perf_counter()
         failed = 0
         for item in services.documents_import(
-            collection=collection, files=((str(p.relative_to(args.source)), p.read_bytes) for p in files), index_now=True
+            collection=collection,
+            files=((str(p.relative_to(args.source)), p.read_bytes) for p in files),
+            index_now=True,
         ):
             failed += item.document is None or item.document.status == Document.Status.FAILED
         pipeline_seconds = time.perf_counter() - started
 
         chunks = list(
-            Chunk.objects.filter(collection=collection).select_related("document").order_by("document_id", "position")
+            Chunk.objects.filter(collection=collection)
+            .select_related("document")
+            .order_by("document_id", "position")
         )
         texts = [
-            chunking.embedding_text(title=c.document.title, section=c.section, text=c.text, tokenizer=embedder.tokenizer)
+            chunking.embedding_text(
+                title=c.document.title, section=c.section, text=c.text, tokenizer=embedder.tokenizer
+            )
             for c in chunks
         ]
         batch = int(settings.KNOWLEDGE_EMBEDDING_BATCH_SIZE)
@@ -85,10 +91,14 @@ def main() -> int:
     tokens = sum(c.token_count for c in chunks)
     pipeline_rate = len(chunks) / pipeline_seconds
     raw_rate = len(chunks) / raw_seconds
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, torch threads {torch.get_num_threads()}, "
-          f"python {platform.python_version()}, database {settings.DATABASES['default']['ENGINE']}")
-    print(f"corpus: {len(files)} files from {args.source} ({failed} failed), {len(chunks)} chunks, "
-          f"{tokens / max(len(chunks), 1):.0f} tokens per chunk on average, batch size {batch}")
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} cores, torch threads {torch.get_num_threads()}, "
+        f"python {platform.python_version()}, database {settings.DATABASES['default']['ENGINE']}"
+    )
+    print(
+        f"corpus: {len(files)} files from {args.source} ({failed} failed), {len(chunks)} chunks, "
+        f"{tokens / max(len(chunks), 1):.0f} tokens per chunk on average, batch size {batch}"
+    )
     print(f"{'':28}{'seconds':>10}{'chunks/s':>12}")
     print(f"{'pipeline (end to end)':28}{pipeline_seconds:>10.1f}{pipeline_rate:>12.1f}")
     print(f"{'raw model.encode':28}{raw_seconds:>10.1f}{raw_rate:>12.1f}")

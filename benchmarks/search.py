@@ -70,9 +70,15 @@ def timed(run: Callable[[], object], repeat: int = 1) -> list[float]:
 def report(label: str, hnsw_ms: list[float], exact_ms: list[float]) -> None:
     print(f"{label}")
     print(f"  {'':34}{'p50 ms':>9}{'p95 ms':>9}{'mean ms':>9}")
-    print(f"  {'hybrid, HNSW (embedding included)':34}{percentile(hnsw_ms, 50):>9.1f}{percentile(hnsw_ms, 95):>9.1f}{statistics.mean(hnsw_ms):>9.1f}")
-    print(f"  {'hybrid, exact dense scan':34}{percentile(exact_ms, 50):>9.1f}{percentile(exact_ms, 95):>9.1f}{statistics.mean(exact_ms):>9.1f}")
-    print(f"  p95 ratio HNSW / exact: {percentile(hnsw_ms, 95) / percentile(exact_ms, 95):.3f}   (target p95 < 50 ms)")
+    print(
+        f"  {'hybrid, HNSW (embedding included)':34}{percentile(hnsw_ms, 50):>9.1f}{percentile(hnsw_ms, 95):>9.1f}{statistics.mean(hnsw_ms):>9.1f}"
+    )
+    print(
+        f"  {'hybrid, exact dense scan':34}{percentile(exact_ms, 50):>9.1f}{percentile(exact_ms, 95):>9.1f}{statistics.mean(exact_ms):>9.1f}"
+    )
+    print(
+        f"  p95 ratio HNSW / exact: {percentile(hnsw_ms, 95) / percentile(exact_ms, 95):.3f}   (target p95 < 50 ms)"
+    )
 
 
 def measure_collection(collection: object, query_list: list[str]) -> tuple[list[float], list[float]]:
@@ -88,7 +94,10 @@ def measure_collection(collection: object, query_list: list[str]) -> tuple[list[
         cursor.execute("SET enable_indexscan = off")
         cursor.execute("SET enable_bitmapscan = off")
         try:
-            exact = [timed(lambda q=q: search(query=q, collections=[collection], limit=10, mode="dense"))[0] for q in query_list]
+            exact = [
+                timed(lambda q=q: search(query=q, collections=[collection], limit=10, mode="dense"))[0]
+                for q in query_list
+            ]
         finally:
             cursor.execute("RESET enable_indexscan")
             cursor.execute("RESET enable_bitmapscan")
@@ -100,7 +109,9 @@ def cmd_latency(args: argparse.Namespace) -> int:
 
     from knowledge.models import Collection
 
-    collection = Collection.objects.filter(slug=args.collection).annotate(n=Count("documents__chunks")).first()
+    collection = (
+        Collection.objects.filter(slug=args.collection).annotate(n=Count("documents__chunks")).first()
+    )
     if collection is None:
         print(f"no collection {args.collection!r}; index the manual first (see the module docstring)")
         return 2
@@ -127,10 +138,18 @@ def cmd_scale(args: argparse.Namespace) -> int:
         if target is not None:
             target.delete()
         target = Collection.objects.create(name=slug, slug=slug, embedding_model=source.embedding_model)
-        real = list(Chunk.objects.filter(collection=source).values_list("text", "section", "embedding", "token_count"))
+        real = list(
+            Chunk.objects.filter(collection=source).values_list("text", "section", "embedding", "token_count")
+        )
         rng = np.random.default_rng(0)
-        document = Document.objects.create(collection=target, title="scale copy", source_name="scale", size_bytes=0,
-                                           content_hash=f"scale-{args.chunks}", status=Document.Status.READY)
+        document = Document.objects.create(
+            collection=target,
+            title="scale copy",
+            source_name="scale",
+            size_bytes=0,
+            content_hash=f"scale-{args.chunks}",
+            status=Document.Status.READY,
+        )
         print(f"building {args.chunks} chunks from {len(real)} real ones…", flush=True)
         started = time.perf_counter()
         batch: list[Chunk] = []
@@ -140,15 +159,27 @@ def cmd_scale(args: argparse.Namespace) -> int:
             if position >= len(real):
                 vector = vector + rng.normal(0, 0.02, size=vector.shape).astype(np.float32)
                 vector /= np.linalg.norm(vector)
-            batch.append(Chunk(document=document, collection=target, position=position, text=text, section=section,
-                               start_offset=0, end_offset=len(text), token_count=tokens, embedding=vector,
-                               embedding_model=target.embedding_model))
+            batch.append(
+                Chunk(
+                    document=document,
+                    collection=target,
+                    position=position,
+                    text=text,
+                    section=section,
+                    start_offset=0,
+                    end_offset=len(text),
+                    token_count=tokens,
+                    embedding=vector,
+                    embedding_model=target.embedding_model,
+                )
+            )
             if len(batch) == 2000:
                 Chunk.objects.bulk_create(batch)
                 batch = []
         Chunk.objects.bulk_create(batch)
         Chunk.objects.filter(collection=target).update(
-            search_vector=SearchVector("section", weight="A", config="english") + SearchVector("text", weight="B", config="english")
+            search_vector=SearchVector("section", weight="A", config="english")
+            + SearchVector("text", weight="B", config="english")
             + SearchVector(Value("scale copy"), weight="A", config="english")
         )
         print(f"built in {time.perf_counter() - started:.0f} s", flush=True)
@@ -157,7 +188,11 @@ def cmd_scale(args: argparse.Namespace) -> int:
     with connection.cursor() as cursor:
         cursor.execute("VACUUM ANALYZE knowledge_chunk")
     hnsw, exact = measure_collection(target, queries(args.queries))
-    report(f"{target.slug}: {Chunk.objects.filter(collection=target).count()} chunks, {args.queries} queries", hnsw, exact)
+    report(
+        f"{target.slug}: {Chunk.objects.filter(collection=target).count()} chunks, {args.queries} queries",
+        hnsw,
+        exact,
+    )
     if not args.keep:
         target.delete()
     return 0
@@ -168,7 +203,16 @@ class ClusterMixture:
     its points spread (text embeddings vary along few directions: a low intrinsic dimension), plus a little
     isotropic noise; then normalized. Not uniform noise, in which every point would be about as far as any other."""
 
-    def __init__(self, *, clusters: int, dims: int, intrinsic: int, spread: float, noise: float, rng: np.random.Generator) -> None:
+    def __init__(
+        self,
+        *,
+        clusters: int,
+        dims: int,
+        intrinsic: int,
+        spread: float,
+        noise: float,
+        rng: np.random.Generator,
+    ) -> None:
         self.centers = rng.normal(0, 1, size=(clusters, dims)).astype(np.float32)
         self.centers /= np.linalg.norm(self.centers, axis=1, keepdims=True)
         bases = rng.normal(0, 1, size=(clusters, intrinsic, dims)).astype(np.float32)
@@ -191,14 +235,22 @@ def cmd_recall(args: argparse.Namespace) -> int:
 
     dims, n = 384, args.vectors
     rng = np.random.default_rng(42)
-    mixture = ClusterMixture(clusters=args.clusters, dims=dims, intrinsic=args.intrinsic_dims, spread=args.spread,
-                             noise=args.noise, rng=rng)
+    mixture = ClusterMixture(
+        clusters=args.clusters,
+        dims=dims,
+        intrinsic=args.intrinsic_dims,
+        spread=args.spread,
+        noise=args.noise,
+        rng=rng,
+    )
     connection.ensure_connection()
     params = connection.get_connection_params()
     conn_kwargs = {k: v for k, v in params.items() if k in ("host", "port", "user", "password", "dbname")}
     with psycopg.connect(**conn_kwargs, autocommit=True) as conn:
         register_vector(conn)
-        conn.execute("CREATE TABLE IF NOT EXISTS bench_vectors (id bigint PRIMARY KEY, embedding vector(384))")
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS bench_vectors (id bigint PRIMARY KEY, embedding vector(384))"
+        )
         have = conn.execute("SELECT count(*) FROM bench_vectors").fetchone()[0]
         # The same seed regenerates the same data, so a kept table still matches the brute-force answers.
         data = np.empty((n, dims), dtype=np.float32)
@@ -209,7 +261,9 @@ def cmd_recall(args: argparse.Namespace) -> int:
             conn.execute("TRUNCATE bench_vectors")
             print(f"loading {n} vectors…", flush=True)
             started = time.perf_counter()
-            with conn.cursor().copy("COPY bench_vectors (id, embedding) FROM STDIN WITH (FORMAT BINARY)") as copy:
+            with conn.cursor().copy(
+                "COPY bench_vectors (id, embedding) FROM STDIN WITH (FORMAT BINARY)"
+            ) as copy:
                 copy.set_types(["int8", "vector"])
                 for i in range(n):
                     copy.write_row((i, data[i]))
@@ -220,7 +274,9 @@ def cmd_recall(args: argparse.Namespace) -> int:
             conn.execute("SET max_parallel_maintenance_workers = 1")
             print("building the HNSW index (m=16, ef_construction=64)…", flush=True)
             started = time.perf_counter()
-            conn.execute("CREATE INDEX bench_vectors_hnsw ON bench_vectors USING hnsw (embedding vector_cosine_ops) WITH (m = 16, ef_construction = 64)")
+            conn.execute(
+                "CREATE INDEX bench_vectors_hnsw ON bench_vectors USING hnsw (embedding vector_cosine_ops) WITH (m = 16, ef_construction = 64)"
+            )
             print(f"built in {time.perf_counter() - started:.0f} s", flush=True)
         conn.execute("VACUUM ANALYZE bench_vectors")
 
@@ -244,9 +300,11 @@ def cmd_recall(args: argparse.Namespace) -> int:
         # Check the database's exact answer agrees with the brute force (same data, same metric).
         db_exact = {row[0] for row in conn.execute(sql, (query_vectors[0],)).fetchall()}
         conn.execute("RESET enable_indexscan")
-        print(f"{n} vectors, {args.clusters} clusters of intrinsic dimension {args.intrinsic_dims}, {args.queries} queries; "
-              "database exact = brute force on query 0: "
-              f"{len(db_exact & set(truth[0].tolist()))}/10")
+        print(
+            f"{n} vectors, {args.clusters} clusters of intrinsic dimension {args.intrinsic_dims}, {args.queries} queries; "
+            "database exact = brute force on query 0: "
+            f"{len(db_exact & set(truth[0].tolist()))}/10"
+        )
         print(f"  {'':18}{'recall@10':>10}{'p50 ms':>9}{'p95 ms':>9}")
         for ef in args.ef_search:
             conn.execute(f"SET hnsw.ef_search = {int(ef)}")
@@ -256,8 +314,12 @@ def cmd_recall(args: argparse.Namespace) -> int:
                 found = [row[0] for row in conn.execute(sql, (vector,)).fetchall()]
                 latencies.append((time.perf_counter() - started) * 1000)
                 recalls.append(len(set(found) & set(truth[qi].tolist())) / 10)
-            print(f"  {'HNSW ef_search=' + str(ef):18}{statistics.mean(recalls):>10.3f}{percentile(latencies, 50):>9.1f}{percentile(latencies, 95):>9.1f}")
-        print(f"  {'exact scan':18}{1.0:>10.3f}{percentile(exact_ms, 50):>9.1f}{percentile(exact_ms, 95):>9.1f}")
+            print(
+                f"  {'HNSW ef_search=' + str(ef):18}{statistics.mean(recalls):>10.3f}{percentile(latencies, 50):>9.1f}{percentile(latencies, 95):>9.1f}"
+            )
+        print(
+            f"  {'exact scan':18}{1.0:>10.3f}{percentile(exact_ms, 50):>9.1f}{percentile(exact_ms, 95):>9.1f}"
+        )
         if not args.keep:
             conn.execute("DROP TABLE bench_vectors")
     return 0

@@ -123,19 +123,28 @@ def question_ask_stream(
         raise InvalidInput("The question is empty.")
     if len(question) > MAX_QUESTION_CHARS:
         raise InvalidInput(f"The question is longer than {MAX_QUESTION_CHARS} characters.")
-    if conversation is None:
-        conversation = conversation_start(
-            user=user, collection_ids=collection_ids, collection_slugs=collection_slugs
-        )
-    conversation_collection_ids = list(conversation.collections.values_list("pk", flat=True))
-    collections = (
-        collections_for_search(user=user, ids=conversation_collection_ids)
-        if conversation_collection_ids
-        else collections_for_search(user=user)
-    )
+    # Everything that can refuse the question is checked before anything is written, so that a refused
+    # question leaves no empty conversation behind.
     _rate_limit(user)
-    history = list(history) if history is not None else _history(conversation)
+    chosen: list[Any] = []
+    if conversation is None:
+        if collection_ids or collection_slugs:
+            chosen = collections_for_search(user=user, ids=collection_ids, slugs=collection_slugs)
+        collections = chosen or collections_for_search(user=user)
+    else:
+        conversation_collection_ids = list(conversation.collections.values_list("pk", flat=True))
+        collections = (
+            collections_for_search(user=user, ids=conversation_collection_ids)
+            if conversation_collection_ids
+            else collections_for_search(user=user)
+        )
+    history = list(history) if history is not None else (_history(conversation) if conversation else [])
     with transaction.atomic():
+        if conversation is None:
+            conversation = Conversation.objects.create(
+                owner_id=cast(int, user.pk), title=_title_from(question)
+            )
+            conversation.collections.set(chosen)
         asked = Message.objects.create(conversation=conversation, role=Message.Role.USER, text=question)
         if not conversation.title:
             conversation.title = _title_from(question)
@@ -211,7 +220,8 @@ def question_ask(**kwargs: Any) -> Asked:
 
 
 def message_as_dict(message: Message) -> dict[str, Any]:
-    citations = list(message.citations.order_by("number")) if message.pk else []
+    # .all() so that a prefetched list (selectors prefetch citations) is used without a query per message.
+    citations = sorted(message.citations.all(), key=lambda c: c.number) if message.pk else []
     return {
         "id": message.pk,
         "conversation_id": message.conversation_id,

@@ -7,8 +7,11 @@ from django.http import HttpRequest
 from ninja import NinjaAPI
 from ninja.security import django_auth
 
+from chat.api import openai_router as chat_openai_router
+from chat.api import router as chat_router
 from config.api_errors import install_ninja_handlers
 from config.authentication import ApiTokenAuth
+from mlmodels.api import router as ml_router
 
 api = NinjaAPI(
     title="Knowledge base action API",
@@ -21,6 +24,9 @@ api = NinjaAPI(
     openapi_url="/openapi.json",
 )
 install_ninja_handlers(api)
+api.add_router("/chat/", chat_router)
+api.add_router("/v1/", chat_openai_router)
+api.add_router("/ml/", ml_router)
 
 
 @api.get("/whoami", tags=["system"], summary="The account the request is authenticated as")

@@ -215,9 +215,10 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
     }
 else:
     # Redis re-delivers an unacknowledged message (its worker died) after `visibility_timeout` seconds, which must
-    # exceed the longest task's hard time limit or a slow task would be delivered twice.
+    # exceed the longest task's hard time limit (a training: 8 h) or a slow task would be delivered twice. Work
+    # whose worker died is picked up much sooner by the recovery sweeps (KNOWLEDGE_/MLMODELS_..._STALE_SECONDS).
     CELERY_BROKER_TRANSPORT_OPTIONS = env.json(
-        "CELERY_BROKER_TRANSPORT_OPTIONS", default={"visibility_timeout": 4000}
+        "CELERY_BROKER_TRANSPORT_OPTIONS", default={"visibility_timeout": 30600}
     )
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 CELERY_TASK_ACKS_LATE = True
@@ -259,9 +260,9 @@ KNOWLEDGE_HNSW_MAX_SCAN_TUPLES = env.int("KNOWLEDGE_HNSW_MAX_SCAN_TUPLES", defau
 # Retrieval: how many candidates each retriever contributes, how they are fused, and an optional reranker.
 KNOWLEDGE_SEARCH_CANDIDATES = env.int("KNOWLEDGE_SEARCH_CANDIDATES", default=50)
 KNOWLEDGE_FUSION = env("KNOWLEDGE_FUSION", default="rrf")
-KNOWLEDGE_RRF_K = env.int("KNOWLEDGE_RRF_K", default=60)
+KNOWLEDGE_RRF_K = env.int("KNOWLEDGE_RRF_K", default=20)
 KNOWLEDGE_HYBRID_DENSE_WEIGHT = env.float("KNOWLEDGE_HYBRID_DENSE_WEIGHT", default=1.0)
-KNOWLEDGE_HYBRID_LEXICAL_WEIGHT = env.float("KNOWLEDGE_HYBRID_LEXICAL_WEIGHT", default=1.0)
+KNOWLEDGE_HYBRID_LEXICAL_WEIGHT = env.float("KNOWLEDGE_HYBRID_LEXICAL_WEIGHT", default=0.4)
 KNOWLEDGE_LEXICAL_OPERATOR = env("KNOWLEDGE_LEXICAL_OPERATOR", default="or")
 KNOWLEDGE_TS_RANK_NORMALIZATION = env.int("KNOWLEDGE_TS_RANK_NORMALIZATION", default=0)
 KNOWLEDGE_RERANKER_MODEL = env("KNOWLEDGE_RERANKER_MODEL", default="")
@@ -284,3 +285,29 @@ CHAT_MIN_SOURCE_SIMILARITY = env.float("CHAT_MIN_SOURCE_SIMILARITY", default=0.2
 # Questions per user per window (0: no limit); beyond it the API answers 429 with Retry-After.
 CHAT_RATE_LIMIT = env.int("CHAT_RATE_LIMIT", default=30)
 CHAT_RATE_WINDOW = env.int("CHAT_RATE_WINDOW", default=60)
+
+# --- mlmodels: the registry of trained models, their training tasks and the prediction API ---------------------
+
+# Architecture of the MNIST model `ensure_models` trains when none is active (mlp or cnn), and its epochs
+# (0: the architecture's default, 20 for the MLP and 12 for the CNN).
+MLMODELS_MNIST_DEFAULT_ARCH = env("MLMODELS_MNIST_DEFAULT_ARCH", default="mlp")
+MLMODELS_MNIST_DEFAULT_EPOCHS = env.int("MLMODELS_MNIST_DEFAULT_EPOCHS", default=0)
+# `make run` calls `ensure_models`, which queues the training of every model that has no active version.
+MLMODELS_ENSURE_ON_RUN = env.bool("MLMODELS_ENSURE_ON_RUN", default=True)
+# Time limits of one training task (seconds): a full CNN run with augmentation takes hours on two cores.
+MLMODELS_TRAIN_SOFT_TIME_LIMIT = env.int("MLMODELS_TRAIN_SOFT_TIME_LIMIT", default=8 * 3600)
+MLMODELS_TRAIN_TIME_LIMIT = env.int("MLMODELS_TRAIN_TIME_LIMIT", default=8 * 3600 + 300)
+# A training process records a heartbeat this often; one silent for MLMODELS_TRAIN_STALE_SECONDS is taken to be
+# dead (killed, out of memory): its version is trained again, up to MLMODELS_TRAIN_MAX_ATTEMPTS tries, then failed.
+MLMODELS_TRAIN_HEARTBEAT_SECONDS = env.int("MLMODELS_TRAIN_HEARTBEAT_SECONDS", default=30)
+MLMODELS_TRAIN_STALE_SECONDS = env.int("MLMODELS_TRAIN_STALE_SECONDS", default=300)
+MLMODELS_TRAIN_MAX_ATTEMPTS = env.int("MLMODELS_TRAIN_MAX_ATTEMPTS", default=3)
+# A version still waiting for a worker after this long is queued again (a lost message is harmless twice).
+MLMODELS_TRAIN_REQUEUE_SECONDS = env.int("MLMODELS_TRAIN_REQUEUE_SECONDS", default=3600)
+# Largest image accepted by the digit prediction (bytes) and its largest side (pixels).
+MLMODELS_MAX_IMAGE_BYTES = env.int("MLMODELS_MAX_IMAGE_BYTES", default=5 * 1024 * 1024)
+MLMODELS_MAX_IMAGE_SIDE = env.int("MLMODELS_MAX_IMAGE_SIDE", default=4096)
+CELERY_BEAT_SCHEDULE["mlmodels-recover-stalled-training"] = {
+    "task": "mlmodels.tasks.recover_stalled_training",
+    "schedule": env.float("MLMODELS_RECOVERY_INTERVAL_SECONDS", default=60.0),
+}
