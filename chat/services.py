@@ -155,18 +155,27 @@ def question_ask_stream(
 def _stream(
     conversation: Conversation, asked: Message, history: list[tuple[str, str]], collections: list[Any]
 ) -> Iterator[dict[str, Any]]:
-    yield {
-        "event": "start",
-        "conversation_id": conversation.pk,
-        "question_id": asked.pk,
-        "title": conversation.title,
-    }
     final: pipeline.Answer | None = None
-    for event in pipeline.answer(question=asked.text, history=history, collections=collections):
-        if event.kind == "answer":
-            final = event.data["answer"]
-        else:
-            yield {"event": event.kind, **event.data}
+    events = pipeline.answer(question=asked.text, history=history, collections=collections)
+    try:
+        yield {
+            "event": "start",
+            "conversation_id": conversation.pk,
+            "question_id": asked.pk,
+            "title": conversation.title,
+        }
+        for event in events:
+            if event.kind == "answer":
+                final = event.data["answer"]
+            else:
+                yield {"event": event.kind, **event.data}
+    except GeneratorExit:
+        # The client went away (tab closed, connection dropped): the answer is still made and stored, so that it
+        # is there when the user comes back to the conversation.
+        for event in events:
+            if event.kind == "answer":
+                _store_answer(conversation, event.data["answer"])
+        raise
     assert final is not None
     stored = _store_answer(conversation, final)
     yield {"event": "done", "message": message_as_dict(stored)}

@@ -607,3 +607,22 @@ def test_markup_in_a_question_or_a_document_is_escaped(signed_in, reader):
     for page in (conversation_page, passage_page):
         assert "<script>alert" not in page
     assert "&lt;script&gt;alert(&#x27;doc&#x27;)" in passage_page
+
+
+def test_an_answer_whose_reader_went_away_is_still_made_and_stored(reader, manual, llm_server):
+    from chat import services
+
+    events = services.question_ask_stream(user=reader, question=BACKUP_QUESTION, collection_ids=[manual.pk])
+    assert next(events)["event"] == "start"
+    events.close()  # the client disconnected after the first event
+
+    answer = Message.objects.get(role="assistant", conversation__owner=reader)
+    assert "pg_dump" in answer.text and answer.citations.filter(cited=True).exists()
+
+
+def test_a_refused_question_leaves_no_conversation_behind(signed_in, reader, manual, settings):
+    settings.CHAT_RATE_LIMIT = 1
+    assert ask(signed_in, BACKUP_QUESTION).status_code == 302
+    assert ask(signed_in, BACKUP_QUESTION).status_code == 429
+    assert signed_in.post("/ask/", {"question": "x", "collections": "999999"}).status_code == 429
+    assert Conversation.objects.filter(owner=reader).count() == 1
