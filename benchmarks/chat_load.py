@@ -85,8 +85,14 @@ class Run:
         )
 
 
-def drive(name: str, clients: int, total: int, call: Callable[[int], None]) -> Run:
-    """`total` calls of `call(i)` spread over `clients` threads, each timed."""
+def drive(
+    name: str,
+    clients: int,
+    total: int,
+    call: Callable[[int], None],
+    finish: Callable[[], None] = lambda: None,
+) -> Run:
+    """`total` calls of `call(i)` spread over `clients` threads, each timed; `finish()` ends each thread."""
     run = Run(name, clients)
     lock = threading.Lock()
     counter = iter(range(total))
@@ -96,6 +102,7 @@ def drive(name: str, clients: int, total: int, call: Callable[[int], None]) -> R
             with lock:
                 i = next(counter, None)
             if i is None:
+                finish()
                 return
             started = time.perf_counter()
             try:
@@ -135,7 +142,6 @@ def main() -> int:
     django.setup()
     from django.contrib.auth.models import User
     from django.core.management import call_command
-    from django.db import connection
     from rest_framework.authtoken.models import Token
 
     from chat.models import Conversation
@@ -162,9 +168,6 @@ def main() -> int:
         "CHAT_LLM_MODEL": stand_in.model,
         "CHAT_RATE_LIMIT": "0",
     }
-    if connection.vendor == "postgresql" and "DATABASE_URL" not in os.environ:
-        # The embedded server: the web workers reach it through the same data folder.
-        env.pop("DATABASE_URL", None)
     server = subprocess.Popen(
         [
             sys.executable, "-m", "gunicorn", "config.asgi:application",
@@ -236,16 +239,16 @@ def _measure(  # type: ignore[no-untyped-def]
             raise RuntimeError(f"an answer without sources: {answer['message']['text'][:100]!r}")
 
     def retrieve(i: int) -> None:
+        result = selectors.chunk_search(
+            user=user, query=QUESTIONS[i % len(QUESTIONS)], collection_slugs=[slug], limit=8
+        )
+        if not result.hits:
+            raise RuntimeError("no hits")
+
+    def close_connection() -> None:
         from django.db import connection
 
-        try:
-            result = selectors.chunk_search(
-                user=user, query=QUESTIONS[i % len(QUESTIONS)], collection_slugs=[slug], limit=8
-            )
-            if not result.hits:
-                raise RuntimeError("no hits")
-        finally:
-            connection.close()  # each thread's connection, as a web request would
+        connection.close()  # each client thread's own connection, kept across its requests
 
     # Warm-up: every web worker loads the model and opens its connection; the in-process model is loaded.
     drive("warm-up", args.workers * 2, args.workers * 8, ask)
@@ -271,7 +274,7 @@ def _measure(  # type: ignore[no-untyped-def]
         local_runs = []
         for _ in range(2):
             http_runs.append(drive("HTTP /api/chat/ask", clients, half, ask))
-            local_runs.append(drive("in-process chunk_search", clients, half, retrieve))
+            local_runs.append(drive("in-process chunk_search", clients, half, retrieve, close_connection))
         http_run = _merge(http_runs)
         local_run = _merge(local_runs)
         print(http_run.row())

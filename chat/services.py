@@ -113,11 +113,13 @@ def question_ask_stream(
     collection_ids: Sequence[int] = (),
     collection_slugs: Sequence[str] = (),
     history: Sequence[tuple[str, str]] | None = None,
+    stored_in: list[Message] | None = None,
 ) -> Iterator[dict[str, Any]]:
     """Ask a question and yield the answer as it is made: JSON-ready events, the last one "done" with the stored
     answer. `history` ((role, text) pairs) replaces the conversation's own, for clients that send the whole
     conversation each time (the OpenAI-compatible API). Raises (before the first event) InvalidInput,
-    TooManyQuestions and CollectionNotReadable."""
+    TooManyQuestions and CollectionNotReadable. `stored_in`, when given, receives the question and the answer
+    as they are stored (for callers that want the rows rather than their JSON)."""
     question = question.strip()
     if not question:
         raise InvalidInput("The question is empty.")
@@ -144,16 +146,27 @@ def question_ask_stream(
             conversation = Conversation.objects.create(
                 owner_id=cast(int, user.pk), title=_title_from(question)
             )
-            conversation.collections.set(chosen)
+            Conversation.collections.through.objects.bulk_create(
+                [
+                    Conversation.collections.through(conversation_id=conversation.pk, collection_id=c.pk)
+                    for c in chosen
+                ]
+            )
+        else:
+            if not conversation.title:
+                conversation.title = _title_from(question)
+            conversation.save(update_fields=["title", "updated_at"])
         asked = Message.objects.create(conversation=conversation, role=Message.Role.USER, text=question)
-        if not conversation.title:
-            conversation.title = _title_from(question)
-        conversation.save(update_fields=["title", "updated_at"])
-    return _stream(conversation, asked, history, collections)
+    return _stream(conversation, asked, history, collections, stored_in=stored_in)
 
 
 def _stream(
-    conversation: Conversation, asked: Message, history: list[tuple[str, str]], collections: list[Any]
+    conversation: Conversation,
+    asked: Message,
+    history: list[tuple[str, str]],
+    collections: list[Any],
+    *,
+    stored_in: list[Message] | None = None,
 ) -> Iterator[dict[str, Any]]:
     final: pipeline.Answer | None = None
     events = pipeline.answer(question=asked.text, history=history, collections=collections)
@@ -177,12 +190,14 @@ def _stream(
                 _store_answer(conversation, event.data["answer"])
         raise
     assert final is not None
-    stored = _store_answer(conversation, final)
-    yield {"event": "done", "message": message_as_dict(stored)}
+    stored, citations = _store_answer(conversation, final)
+    if stored_in is not None:
+        stored_in += [asked, stored]
+    yield {"event": "done", "message": message_as_dict(stored, citations=citations)}
 
 
 @transaction.atomic
-def _store_answer(conversation: Conversation, answer: pipeline.Answer) -> Message:
+def _store_answer(conversation: Conversation, answer: pipeline.Answer) -> tuple[Message, list[Citation]]:
     message = Message.objects.create(
         conversation=conversation,
         role=Message.Role.ASSISTANT,
@@ -191,7 +206,7 @@ def _store_answer(conversation: Conversation, answer: pipeline.Answer) -> Messag
         outcome=answer.outcome,
         trace=answer.trace,
     )
-    Citation.objects.bulk_create(
+    citations = Citation.objects.bulk_create(
         [
             Citation(
                 message=message,
@@ -210,27 +225,24 @@ def _store_answer(conversation: Conversation, answer: pipeline.Answer) -> Messag
         ]
     )
     Conversation.objects.filter(pk=conversation.pk).update(updated_at=message.created_at)
-    return message
+    return message, citations
 
 
 def question_ask(**kwargs: Any) -> Asked:
     """Ask a question and wait for the whole answer (see question_ask_stream for the arguments and errors)."""
-    done: dict[str, Any] = {}
-    start: dict[str, Any] = {}
-    for event in question_ask_stream(**kwargs):
-        if event["event"] == "start":
-            start = event
-        elif event["event"] == "done":
-            done = event
-    answer = Message.objects.select_related("conversation").get(pk=done["message"]["id"])
-    return Asked(
-        conversation=answer.conversation, question=Message.objects.get(pk=start["question_id"]), answer=answer
-    )
+    stored: list[Message] = []
+    for _ in question_ask_stream(**kwargs, stored_in=stored):
+        pass
+    question, answer = stored
+    return Asked(conversation=answer.conversation, question=question, answer=answer)
 
 
-def message_as_dict(message: Message) -> dict[str, Any]:
-    # .all() so that a prefetched list (selectors prefetch citations) is used without a query per message.
-    citations = sorted(message.citations.all(), key=lambda c: c.number) if message.pk else []
+def message_as_dict(message: Message, *, citations: Sequence[Citation] | None = None) -> dict[str, Any]:
+    """The message as JSON-ready data. `citations`: its citations when the caller holds them already; otherwise
+    they are read through .all(), which uses a prefetched list (the selectors prefetch them) without a query."""
+    if citations is None:
+        citations = list(message.citations.all()) if message.pk else []
+    citations = sorted(citations, key=lambda c: c.number)
     return {
         "id": message.pk,
         "conversation_id": message.conversation_id,

@@ -160,14 +160,15 @@ def search(
     )
     with transaction.atomic(), connection.cursor() as cursor:
         if mode != "lexical":
+            # One round trip for the three settings (local to this transaction).
             cursor.execute(
-                "SELECT set_config('hnsw.ef_search', %s, true)",
-                [str(ef_search or settings.KNOWLEDGE_HNSW_EF_SEARCH)],
-            )
-            cursor.execute("SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true)")
-            cursor.execute(
-                "SELECT set_config('hnsw.max_scan_tuples', %s, true)",
-                [str(settings.KNOWLEDGE_HNSW_MAX_SCAN_TUPLES)],
+                "SELECT set_config('hnsw.ef_search', %s, true), "
+                "set_config('hnsw.iterative_scan', 'relaxed_order', true), "
+                "set_config('hnsw.max_scan_tuples', %s, true)",
+                [
+                    str(ef_search or settings.KNOWLEDGE_HNSW_EF_SEARCH),
+                    str(settings.KNOWLEDGE_HNSW_MAX_SCAN_TUPLES),
+                ],
             )
         cursor.execute(sql, params)
         rows = cursor.fetchall()

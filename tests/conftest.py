@@ -60,3 +60,46 @@ def llm_server(settings):
     yield server
     server.stop()
     llm._chat_model.cache_clear()
+
+
+# --- A real browser (headless Chromium from the system packages) -------------------------------------------------
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
+
+
+@pytest.fixture
+def chromium(monkeypatch):
+    """Playwright driving Debian's Chromium. Skips where there is none, unless KB_REQUIRE_BROWSER=1 (CI), where a
+    missing browser fails the test instead."""
+    import os
+    from pathlib import Path
+
+    from django.db import connections
+
+    def missing(reason: str) -> None:
+        if os.environ.get("KB_REQUIRE_BROWSER") == "1":
+            pytest.fail(f"The browser tests are required here, but {reason}.")
+        pytest.skip(reason)
+
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError as exc:  # pragma: no cover - depends on the machine
+        missing(f"Playwright is not installed ({exc})")
+    if not Path(CHROMIUM).exists():
+        missing(f"no Chromium at {CHROMIUM}")
+    # Playwright's sync API keeps an event loop in this thread; the test's database work stays synchronous.
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+        # While Playwright's loop runs, Django keeps this thread's connections apart from the ones opened before;
+        # close them here, or the test database could not be dropped at the end.
+        connections.close_all()

@@ -100,8 +100,21 @@ else:
             "PGDATA": str(DATA_DIR / "pgdata"),
         }
     }
-DATABASES["default"]["CONN_MAX_AGE"] = env.int("DJANGO_CONN_MAX_AGE", default=60)
-DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+# Connections: a pool per process (psycopg_pool) when DJANGO_DB_POOL_MAX_SIZE > 0, which config/asgi.py makes the
+# default for the web server: under ASGI a request's database work runs on whichever thread is free, so
+# persistent per-thread connections pile up until PostgreSQL refuses more; a pool bounds them. Elsewhere (Celery
+# workers, commands, WSGI) a thread keeps its connection for DJANGO_CONN_MAX_AGE seconds.
+DB_POOL_MAX_SIZE = env.int("DJANGO_DB_POOL_MAX_SIZE", default=0)
+if DB_POOL_MAX_SIZE > 0:
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+        "min_size": 1,
+        "max_size": DB_POOL_MAX_SIZE,
+        "timeout": env.float("DJANGO_DB_POOL_TIMEOUT", default=10.0),
+    }
+    DATABASES["default"]["CONN_MAX_AGE"] = 0  # the pool keeps the connections; Django must not
+else:
+    DATABASES["default"]["CONN_MAX_AGE"] = env.int("DJANGO_CONN_MAX_AGE", default=60)
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Auth, i18n, static and media ----------------------------------------------------------------------------------

@@ -1,12 +1,9 @@
 """The chat pages in a real browser (headless Chromium): sign in, ask, watch the answer stream in, open a
 citation, give feedback. CI sets KB_REQUIRE_BROWSER=1, where a missing browser fails instead of skipping."""
 
-import os
 import re
-from pathlib import Path
 
 import pytest
-from django.db import connections
 
 from chat.models import Feedback, Message
 from knowledge import services as knowledge_services
@@ -15,14 +12,6 @@ from tests.factories import CollectionFactory, UserFactory
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-]
 DOCUMENTS = {
     "backup.md": (
         "# Backup and Restore\n\n## SQL dump\n\n"
@@ -50,31 +39,6 @@ new MutationObserver(() => {
   if (streaming && streaming.textContent) window.__partials.push(streaming.textContent);
 }).observe(document, {subtree: true, childList: true, characterData: true, attributes: true});
 """
-
-
-@pytest.fixture
-def chromium(monkeypatch):
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError as exc:  # pragma: no cover - depends on the machine
-        _missing(f"Playwright is not installed ({exc})")
-    if not CHROMIUM.exists():
-        _missing(f"no Chromium at {CHROMIUM}")
-    # Playwright's sync API keeps an event loop in this thread; the test's database work stays synchronous.
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
-        # While Playwright's loop runs, Django keeps this thread's connections apart from the ones opened before;
-        # close them here, or the test database could not be dropped at the end.
-        connections.close_all()
-
-
-def _missing(reason: str) -> None:
-    if os.environ.get("KB_REQUIRE_BROWSER") == "1":
-        pytest.fail(f"The browser tests are required here, but {reason}.")
-    pytest.skip(reason)
 
 
 @pytest.fixture

@@ -71,3 +71,32 @@ def test_the_deploy_check_is_clean_with_production_settings():
 @pytest.mark.django_db
 def test_models_and_migrations_agree():
     call_command("makemigrations", check=True, dry_run=True, verbosity=0)
+
+
+def _database_settings(module: str, **changes: str) -> dict:
+    code = (
+        f"import importlib, json, os; importlib.import_module({module!r}); "
+        "from django.conf import settings; import django; django.setup(); "
+        "db = settings.DATABASES['default']; "
+        "print(json.dumps({'pool': db.get('OPTIONS', {}).get('pool'), 'age': db['CONN_MAX_AGE']}))"
+    )
+    env = _env(DJANGO_DEBUG="1", DATABASE_URL="postgres://kb@127.0.0.1:5432/kb", **changes)
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, check=True
+    )
+    import json
+
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_the_asgi_web_server_takes_connections_from_a_bounded_pool():
+    # Under ASGI, views run on any free thread: per-thread persistent connections would pile up.
+    assert _database_settings("config.asgi") == {
+        "pool": {"min_size": 1, "max_size": 8, "timeout": 10.0},
+        "age": 0,
+    }
+    assert _database_settings("config.asgi", DJANGO_DB_POOL_MAX_SIZE="20")["pool"]["max_size"] == 20
+
+
+def test_workers_and_commands_keep_a_persistent_connection_per_thread():
+    assert _database_settings("config.settings.base") == {"pool": None, "age": 60}

@@ -1,11 +1,7 @@
 """The digit page in a real browser (headless Chromium): draw a digit with the mouse and watch the prediction
 arrive from the API. CI sets KB_REQUIRE_BROWSER=1, where a missing browser fails instead of skipping."""
 
-import os
-from pathlib import Path
-
 import pytest
-from django.db import connections
 
 from mlmodels import services
 from mlmodels.core import training
@@ -13,31 +9,6 @@ from tests.factories import UserFactory
 from tests.mlmodels.conftest import TINY_MNIST
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
-
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"]
-
-
-@pytest.fixture
-def chromium(monkeypatch):
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError as exc:  # pragma: no cover - depends on the machine
-        _missing(f"Playwright is not installed ({exc})")
-    if not CHROMIUM.exists():
-        _missing(f"no Chromium at {CHROMIUM}")
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
-        connections.close_all()
-
-
-def _missing(reason: str) -> None:
-    if os.environ.get("KB_REQUIRE_BROWSER") == "1":
-        pytest.fail(f"The browser tests are required here, but {reason}.")
-    pytest.skip(reason)
 
 
 @pytest.fixture
