@@ -67,28 +67,38 @@ def timed(run: Callable[[], object], repeat: int = 1) -> list[float]:
     return out
 
 
-def report(label: str, hnsw_ms: list[float], exact_ms: list[float]) -> None:
+def report(label: str, hybrid_ms: list[float], dense_ms: list[float], exact_ms: list[float]) -> None:
     print(f"{label}")
-    print(f"  {'':34}{'p50 ms':>9}{'p95 ms':>9}{'mean ms':>9}")
+    print(f"  {'':40}{'p50 ms':>9}{'p95 ms':>9}{'mean ms':>9}")
+    for name, values in (
+        ("hybrid, HNSW (the product's search)", hybrid_ms),
+        ("dense only, HNSW", dense_ms),
+        ("dense only, exact scan (no index)", exact_ms),
+    ):
+        print(
+            f"  {name:40}{percentile(values, 50):>9.1f}{percentile(values, 95):>9.1f}{statistics.mean(values):>9.1f}"
+        )
     print(
-        f"  {'hybrid, HNSW (embedding included)':34}{percentile(hnsw_ms, 50):>9.1f}{percentile(hnsw_ms, 95):>9.1f}{statistics.mean(hnsw_ms):>9.1f}"
-    )
-    print(
-        f"  {'hybrid, exact dense scan':34}{percentile(exact_ms, 50):>9.1f}{percentile(exact_ms, 95):>9.1f}{statistics.mean(exact_ms):>9.1f}"
-    )
-    print(
-        f"  p95 ratio HNSW / exact: {percentile(hnsw_ms, 95) / percentile(exact_ms, 95):.3f}   (target p95 < 50 ms)"
+        f"  dense p50 ratio HNSW / exact: {percentile(dense_ms, 50) / percentile(exact_ms, 50):.3f}; "
+        f"hybrid p95 {percentile(hybrid_ms, 95):.1f} ms (target < 50 ms); all timings include the query embedding"
     )
 
 
-def measure_collection(collection: object, query_list: list[str]) -> tuple[list[float], list[float]]:
+def measure_collection(
+    collection: object, query_list: list[str]
+) -> tuple[list[float], list[float], list[float]]:
     from django.db import connection
 
     from knowledge.search import search
 
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE knowledge_chunk")  # the planner must know the collection's size
     for query in query_list[:5]:  # warm the caches and the model
         search(query=query, collections=[collection], limit=10)
-    hnsw = [timed(lambda q=q: search(query=q, collections=[collection], limit=10))[0] for q in query_list]
+    hybrid, dense = [], []
+    for q in query_list:  # interleaved, so that background load falls on both
+        hybrid += timed(lambda q=q: search(query=q, collections=[collection], limit=10))
+        dense += timed(lambda q=q: search(query=q, collections=[collection], limit=10, mode="dense"))
     with connection.cursor() as cursor:
         # No index scans at all: the dense part reads every chunk of the collection and sorts by distance.
         cursor.execute("SET enable_indexscan = off")
@@ -101,7 +111,7 @@ def measure_collection(collection: object, query_list: list[str]) -> tuple[list[
         finally:
             cursor.execute("RESET enable_indexscan")
             cursor.execute("RESET enable_bitmapscan")
-    return hnsw, exact
+    return hybrid, dense, exact
 
 
 def cmd_latency(args: argparse.Namespace) -> int:
@@ -115,8 +125,8 @@ def cmd_latency(args: argparse.Namespace) -> int:
     if collection is None:
         print(f"no collection {args.collection!r}; index the manual first (see the module docstring)")
         return 2
-    hnsw, exact = measure_collection(collection, queries(args.queries))
-    report(f"{collection.slug}: {collection.n} chunks, {args.queries} queries", hnsw, exact)
+    hybrid, dense, exact = measure_collection(collection, queries(args.queries))
+    report(f"{collection.slug}: {collection.n} chunks, {args.queries} queries", hybrid, dense, exact)
     return 0
 
 
@@ -187,10 +197,11 @@ def cmd_scale(args: argparse.Namespace) -> int:
 
     with connection.cursor() as cursor:
         cursor.execute("VACUUM ANALYZE knowledge_chunk")
-    hnsw, exact = measure_collection(target, queries(args.queries))
+    hybrid, dense, exact = measure_collection(target, queries(args.queries))
     report(
         f"{target.slug}: {Chunk.objects.filter(collection=target).count()} chunks, {args.queries} queries",
-        hnsw,
+        hybrid,
+        dense,
         exact,
     )
     if not args.keep:

@@ -54,3 +54,8 @@ def reembed_collection(self: Task, collection_id: int) -> str:
 @shared_task(acks_late=True, ignore_result=True, soft_time_limit=60, time_limit=90)
 def recover_stalled_documents() -> int:
     return len(services.documents_recover_stalled())
+
+
+@shared_task(acks_late=True, ignore_result=True, soft_time_limit=300, time_limit=330)
+def refresh_chunk_statistics() -> bool:
+    return services.chunk_statistics_refresh()

@@ -249,6 +249,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "knowledge.tasks.recover_stalled_documents",
         "schedule": env.float("KNOWLEDGE_RECOVERY_INTERVAL_SECONDS", default=60.0),
     },
+    # Analyze the chunk table after large changes, for servers where autovacuum is off or late.
+    "refresh-chunk-statistics": {
+        "task": "knowledge.tasks.refresh_chunk_statistics",
+        "schedule": env.float("KNOWLEDGE_STATISTICS_INTERVAL_SECONDS", default=300.0),
+    },
 }
 
 # --- Embeddings, retrieval, answers, models (app knobs carry their app's prefix) -------------------------------

@@ -29,6 +29,7 @@ from knowledge.services.reembed import (
     collection_reembed_fail,
     collection_reembed_run,
 )
+from knowledge.services.statistics import chunk_statistics_refresh
 
 __all__ = [
     "TRANSIENT_ERRORS",
@@ -39,6 +40,7 @@ __all__ = [
     "Imported",
     "Outcome",
     "ReembedInProgress",
+    "chunk_statistics_refresh",
     "collection_create",
     "collection_get_or_create",
     "collection_reembed",

@@ -204,3 +204,35 @@ def test_a_reranker_reorders_the_fused_candidates(django_capture_on_commit_callb
     assert result.hits[0].source_name == "index.md"
     assert result.hits[0].rerank_score == 100.0
     assert "rerank" in result.timings
+
+
+@pytest.mark.django_db(transaction=True)
+def test_chunk_statistics_are_refreshed_after_large_changes_only():
+    """The planner picks HNSW or a sort by what the statistics say a collection holds; they are refreshed after
+    a large import even where autovacuum is off."""
+    from django.db import connection
+
+    from knowledge import services as knowledge_services
+
+    def flush_stats():
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_stat_force_next_flush()")
+
+    assert knowledge_services.chunk_statistics_refresh(force=True) is True
+    flush_stats()
+    assert knowledge_services.chunk_statistics_refresh() is False  # nothing changed since
+
+    collection = CollectionFactory(embedding_model="hashing-384")
+    knowledge_services.document_import(
+        collection=collection,
+        name="many.md",
+        content=(
+            "# Many\n\n" + "\n\n".join(f"Paragraph {n} about vacuum." * 30 for n in range(120))
+        ).encode(),
+        index_now=True,
+    )
+    assert Chunk.objects.filter(collection=collection).count() > 50
+    flush_stats()
+    assert knowledge_services.chunk_statistics_refresh() is True
+    flush_stats()
+    assert knowledge_services.chunk_statistics_refresh() is False

@@ -71,6 +71,8 @@ class Command(BaseCommand):
 
         if background and not options["no_wait"]:
             failures += self._wait(ids, options["timeout"])
+        if not background or not options["no_wait"]:
+            services.chunk_statistics_refresh()  # so that the planner knows the collection's new size
         self._summary(
             collection, outcomes, failures, skipped, waited=not background or not options["no_wait"]
         )
