@@ -275,6 +275,9 @@ KNOWLEDGE_INGEST_MAX_ATTEMPTS = env.int("KNOWLEDGE_INGEST_MAX_ATTEMPTS", default
 KNOWLEDGE_INGEST_REQUEUE_SECONDS = env.int("KNOWLEDGE_INGEST_REQUEUE_SECONDS", default=3600)
 KNOWLEDGE_HNSW_EF_SEARCH = env.int("KNOWLEDGE_HNSW_EF_SEARCH", default=100)
 KNOWLEDGE_HNSW_MAX_SCAN_TUPLES = env.int("KNOWLEDGE_HNSW_MAX_SCAN_TUPLES", default=20000)
+# The planner's cost of a random page read during a search (PostgreSQL's default, 4, suits spinning disks and
+# makes it prefer sorting a whole collection to an HNSW scan; 1.1 suits SSDs and data held in memory).
+KNOWLEDGE_RANDOM_PAGE_COST = env.float("KNOWLEDGE_RANDOM_PAGE_COST", default=1.1)
 # Retrieval: how many candidates each retriever contributes, how they are fused, and an optional reranker.
 KNOWLEDGE_SEARCH_CANDIDATES = env.int("KNOWLEDGE_SEARCH_CANDIDATES", default=50)
 KNOWLEDGE_FUSION = env("KNOWLEDGE_FUSION", default="rrf")
