@@ -121,33 +121,9 @@ class ModelVersionAdmin(admin.ModelAdmin[ModelVersion]):
         ("Model file", {"fields": ["artifact", "artifact_sha256", "artifact_size"]}),
         ("History", {"fields": ["created_by", "created_at", "updated_at"], "classes": ["collapse"]}),
     ]
+    # A version is a record of a training run: every field on its page is read-only.
     readonly_fields = [
-        "kind",
-        "version",
-        "architecture",
-        "status_badge",
-        "is_active",
-        "activated_at",
-        "activate_when_ready",
-        "metrics_table",
-        "plots",
-        "options_table",
-        "seed",
-        "dataset_table",
-        "hyperparameters_table",
-        "train_seconds",
-        "attempts",
-        "task_id",
-        "queued_at",
-        "started_at",
-        "heartbeat_at",
-        "finished_at",
-        "artifact",
-        "artifact_sha256",
-        "artifact_size",
-        "created_by",
-        "created_at",
-        "updated_at",
+        name for _, options in fieldsets for name in options["fields"] if isinstance(name, str)
     ]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[ModelVersion]:
