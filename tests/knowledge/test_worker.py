@@ -136,9 +136,14 @@ def test_a_worker_process_indexes_a_document_queued_by_the_web_process(tmp_path)
 
 def test_a_worker_killed_mid_document_leaves_it_to_the_redelivered_task_without_duplicates():
     collection = CollectionFactory(embedding_model=MINILM)
+    # Small batches make the worker report progress several times while it embeds (every 8 batches), so the
+    # test sees it part-way through instead of racing a single jump from parsed to nearly done.
+    small_batches = {"KNOWLEDGE_EMBEDDING_BATCH_SIZE": "4"}
     if USES_FILE_BROKER:
         # The file broker forgets a message once read; the periodic recovery sweep re-queues the document.
-        env = worker_environment(KNOWLEDGE_INGEST_STALE_SECONDS="5", KNOWLEDGE_RECOVERY_INTERVAL_SECONDS="1")
+        env = worker_environment(
+            KNOWLEDGE_INGEST_STALE_SECONDS="5", KNOWLEDGE_RECOVERY_INTERVAL_SECONDS="1", **small_batches
+        )
         rescue_args: tuple[str, ...] = (
             "--beat",
             "--schedule",
@@ -149,6 +154,7 @@ def test_a_worker_killed_mid_document_leaves_it_to_the_redelivered_task_without_
         env = worker_environment(
             CELERY_BROKER_TRANSPORT_OPTIONS='{"visibility_timeout": 5, "unacked_restore_interval": 1, '
             '"unacked_restore_throttle": 1}',
+            **small_batches,
         )
         rescue_args = ()
 
@@ -156,7 +162,7 @@ def test_a_worker_killed_mid_document_leaves_it_to_the_redelivered_task_without_
         added = services.document_add(collection=collection, name="handbook.md", content=long_document())
         wait_for(
             lambda: Document.objects.filter(
-                pk=added.document.pk, status=Document.Status.PROCESSING, progress__gte=0.3
+                pk=added.document.pk, status=Document.Status.PROCESSING, progress__gte=0.3, progress__lt=0.9
             ).exists(),
             timeout=300,
             what="the first worker to be half-way through",
