@@ -129,6 +129,7 @@ def ask(request: HttpRequest, payload: QuestionIn) -> Any:
         question=payload.question,
         conversation=conversation,
         collection_slugs=payload.collections,
+        stream=payload.stream,
     )
     if payload.stream:
         return stream_response(request, (_sse(event) for event in events), content_type="text/event-stream")
@@ -269,8 +270,14 @@ def chat_completions(request: HttpRequest, payload: ChatCompletionIn) -> HttpRes
     try:
         question, history = _question_and_history(payload)
         slugs = _collections_for_model(payload.model)
+        stored: list[Message] = []
         events = services.question_ask_stream(
-            user=request.user, question=question, collection_slugs=slugs, history=history
+            user=request.user,
+            question=question,
+            collection_slugs=slugs,
+            history=history,
+            stored_in=stored,
+            stream=payload.stream,
         )
         if payload.stream:
             return stream_response(
@@ -280,9 +287,7 @@ def chat_completions(request: HttpRequest, payload: ChatCompletionIn) -> HttpRes
     except DomainError as exc:
         return _openai_error(exc)
     message = done["message"]
-    trace_tokens = (
-        Message.objects.filter(pk=message["id"]).values_list("trace__tokens", flat=True).first() or {}
-    )
+    trace_tokens = stored[-1].trace.get("tokens") if stored else None
     prompt_tokens = int((trace_tokens or {}).get("prompt") or 0)
     completion_tokens = int((trace_tokens or {}).get("completion") or 0)
     return JsonResponse(

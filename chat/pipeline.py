@@ -191,8 +191,11 @@ def answer(
     collections: Sequence[Collection],
     model: ChatModel | None = None,
     use_llm: bool = True,
+    stream: bool = True,
 ) -> Iterator[Event]:
-    """Run the pipeline, yielding events; the last one is always an "answer" event holding an `Answer`."""
+    """Run the pipeline, yielding events; the last one is always an "answer" event holding an `Answer`.
+    With `stream` off (a caller that waits for the whole answer) the LLM is asked for one complete response
+    instead of a stream of pieces, which costs both sides less."""
     started = time.perf_counter()
     timings: dict[str, float] = {}
     if use_llm and model is None:
@@ -276,13 +279,20 @@ def answer(
     shown = CitationFilter(valid={s.number for s in sources})
     messages = prompts.answer_messages(question=rewritten, sources=[s.as_prompt() for s in sources])
     try:
-        for piece in model.stream(messages, usage=usage):
-            parts.append(piece)
-            visible = shown.feed(piece)
-            if visible:
+        if stream:
+            for piece in model.stream(messages, usage=usage):
+                parts.append(piece)
+                visible = shown.feed(piece)
+                if visible:
+                    yield Event("token", {"text": visible})
+            if tail := shown.flush():
+                yield Event("token", {"text": tail})
+        else:
+            completion = model.complete(messages)
+            usage = completion.usage
+            parts.append(completion.text)
+            if visible := shown.feed(completion.text) + shown.flush():
                 yield Event("token", {"text": visible})
-        if tail := shown.flush():
-            yield Event("token", {"text": tail})
     except LLMError as exc:
         logger.error("the LLM failed while answering (%s): %s", exc.kind, exc.__cause__ or exc)
         timings["generate"] = time.perf_counter() - stage

@@ -114,12 +114,14 @@ def question_ask_stream(
     collection_slugs: Sequence[str] = (),
     history: Sequence[tuple[str, str]] | None = None,
     stored_in: list[Message] | None = None,
+    stream: bool = True,
 ) -> Iterator[dict[str, Any]]:
     """Ask a question and yield the answer as it is made: JSON-ready events, the last one "done" with the stored
     answer. `history` ((role, text) pairs) replaces the conversation's own, for clients that send the whole
     conversation each time (the OpenAI-compatible API). Raises (before the first event) InvalidInput,
     TooManyQuestions and CollectionNotReadable. `stored_in`, when given, receives the question and the answer
-    as they are stored (for callers that want the rows rather than their JSON)."""
+    as they are stored (for callers that want the rows rather than their JSON). With `stream` off the language
+    model is asked for the whole answer at once (one "token" event)."""
     question = question.strip()
     if not question:
         raise InvalidInput("The question is empty.")
@@ -157,7 +159,7 @@ def question_ask_stream(
                 conversation.title = _title_from(question)
             conversation.save(update_fields=["title", "updated_at"])
         asked = Message.objects.create(conversation=conversation, role=Message.Role.USER, text=question)
-    return _stream(conversation, asked, history, collections, stored_in=stored_in)
+    return _stream(conversation, asked, history, collections, stored_in=stored_in, stream=stream)
 
 
 def _stream(
@@ -167,9 +169,10 @@ def _stream(
     collections: list[Any],
     *,
     stored_in: list[Message] | None = None,
+    stream: bool = True,
 ) -> Iterator[dict[str, Any]]:
     final: pipeline.Answer | None = None
-    events = pipeline.answer(question=asked.text, history=history, collections=collections)
+    events = pipeline.answer(question=asked.text, history=history, collections=collections, stream=stream)
     try:
         yield {
             "event": "start",
@@ -231,7 +234,7 @@ def _store_answer(conversation: Conversation, answer: pipeline.Answer) -> tuple[
 def question_ask(**kwargs: Any) -> Asked:
     """Ask a question and wait for the whole answer (see question_ask_stream for the arguments and errors)."""
     stored: list[Message] = []
-    for _ in question_ask_stream(**kwargs, stored_in=stored):
+    for _ in question_ask_stream(**kwargs, stored_in=stored, stream=False):
         pass
     question, answer = stored
     return Asked(conversation=answer.conversation, question=question, answer=answer)

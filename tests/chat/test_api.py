@@ -78,6 +78,26 @@ def test_ask_streams_server_sent_events_ending_with_the_stored_answer(api, manua
     assert done["answer_mode"] == llm_server.model
 
 
+def test_a_json_answer_asks_the_llm_for_one_complete_response_and_a_streamed_one_for_a_stream(
+    api, manual, llm_server
+):
+    whole = api.post(
+        "/api/chat/ask", {"question": "Can I back up while the database is in use?"}, format="json"
+    )
+    streamed = api.post(
+        "/api/chat/ask", {"question": "Does VACUUM FULL return space?", "stream": True}, format="json"
+    )
+    assert sse_events(streamed)[-1][0] == "done"
+
+    answer_requests = [r["body"] for r in llm_server.requests if r["path"].endswith("/chat/completions")]
+    message = whole.json()["message"]
+    assert [bool(body.get("stream")) for body in answer_requests[-2:]] == [False, True]
+    assert message["answer_mode"] == llm_server.model and message["outcome"] == "answered"
+    assert any(c["cited"] for c in message["citations"])
+    stored = Message.objects.get(pk=message["id"])
+    assert stored.trace["tokens"]["completion"] > 0
+
+
 def test_a_follow_up_in_the_same_conversation_is_rewritten(api, manual):
     first = api.post("/api/chat/ask", {"question": "How does pg_dump make backups?"}, format="json").json()
 
