@@ -1,13 +1,16 @@
 """Hybrid retrieval in PostgreSQL: pgvector HNSW (cosine) and full-text search, fused in one round trip.
 
 Dense and lexical candidates are each cut to `candidates` rows inside SQL, then fused by reciprocal rank fusion
-(default) or by a weighted sum of min-max normalized scores. Collection (permission) filters and the
+(default) or by a weighted sum of min-max normalized scores. The lexical side ranks only the chunks that hold one
+of the question's rarer words (see `_lexical_candidates`), so its cost stays bounded as the collection grows. Collection (permission) filters and the
 active-embedding-model filter are part of both scans; pgvector's iterative index scan keeps a restrictive filter
 from starving the dense list. An optional reranker re-scores the fused candidates.
 """
 
 from __future__ import annotations
 
+import re
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -158,22 +161,38 @@ def search(
         dense_weight=settings.KNOWLEDGE_HYBRID_DENSE_WEIGHT if dense_weight is None else dense_weight,
         lexical_weight=settings.KNOWLEDGE_HYBRID_LEXICAL_WEIGHT if lexical_weight is None else lexical_weight,
     )
+    prune = mode != "dense" and settings.KNOWLEDGE_LEXICAL_OPERATOR != "and"
+    prune = prune and settings.KNOWLEDGE_LEXICAL_CANDIDATE_BUDGET > 0
     with transaction.atomic(), connection.cursor() as cursor:
-        if mode != "lexical":
-            # One round trip for the settings (local to this transaction). random_page_cost: PostgreSQL's default
-            # (4) prices an HNSW scan above reading and sorting a whole 10k-chunk collection, which is 10x slower
-            # when the data is in memory or on SSD; KNOWLEDGE_RANDOM_PAGE_COST tells the planner what it is.
-            cursor.execute(
-                "SELECT set_config('hnsw.ef_search', %s, true), "
-                "set_config('hnsw.iterative_scan', 'relaxed_order', true), "
-                "set_config('hnsw.max_scan_tuples', %s, true), "
-                "set_config('random_page_cost', %s, true)",
-                [
-                    str(ef_search or settings.KNOWLEDGE_HNSW_EF_SEARCH),
-                    str(settings.KNOWLEDGE_HNSW_MAX_SCAN_TUPLES),
-                    str(settings.KNOWLEDGE_RANDOM_PAGE_COST),
-                ],
+        # One round trip for the settings (local to this transaction) and the question's lexemes.
+        # random_page_cost: PostgreSQL's default (4) prices an HNSW scan above reading and sorting a whole
+        # 10k-chunk collection, which is 10x slower when the data is in memory or on SSD.
+        cursor.execute(
+            "SELECT set_config('hnsw.ef_search', %(ef)s, true), "
+            "set_config('hnsw.iterative_scan', 'relaxed_order', true), "
+            "set_config('hnsw.max_scan_tuples', %(tuples)s, true), "
+            "set_config('random_page_cost', %(page_cost)s, true), "
+            "CASE WHEN %(prune)s THEN websearch_to_tsquery(%(ts_config)s::regconfig, %(text)s)::text END",
+            {
+                "ef": str(ef_search or settings.KNOWLEDGE_HNSW_EF_SEARCH),
+                "tuples": str(settings.KNOWLEDGE_HNSW_MAX_SCAN_TUPLES),
+                "page_cost": str(settings.KNOWLEDGE_RANDOM_PAGE_COST),
+                "prune": prune,
+                "ts_config": settings.KNOWLEDGE_TEXT_SEARCH_CONFIG,
+                "text": query,
+            },
+        )
+        parsed_query = cursor.fetchone()[-1]
+        if prune and parsed_query:
+            candidates_query = _lexical_candidates(
+                parsed_query, _lexeme_statistics(cursor), settings.KNOWLEDGE_LEXICAL_CANDIDATE_BUDGET
             )
+            if candidates_query is not None:
+                params["lexical_candidates"] = candidates_query
+                sql = sql.replace(
+                    "c.search_vector @@ q.query", "c.search_vector @@ %(lexical_candidates)s::tsquery"
+                )
+                result.timings["lexical_terms_kept"] = float(candidates_query.count("|") + 1)
         cursor.execute(sql, params)
         rows = cursor.fetchall()
     result.timings["search"] = time.perf_counter() - search_started
@@ -233,6 +252,88 @@ def _hit(row: tuple[Any, ...]) -> SearchHit:
         lexical_rank=lexical_rank,
         lexical_score=None if lexical_score is None else float(lexical_score),
     )
+
+
+@dataclass(frozen=True)
+class LexemeStatistics:
+    """How common the most common lexemes of the chunk table are, from PostgreSQL's own statistics (ANALYZE
+    keeps the most common elements of the full-text column with the share of rows holding each)."""
+
+    rows: float
+    share: dict[str, float]
+    floor: float  # the smallest tracked share: a lexeme that is not tracked is at most this common
+
+    def estimated_rows(self, lexeme: str) -> float:
+        return self.rows * self.share.get(lexeme, self.floor)
+
+
+class _StatisticsCache:
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.value: LexemeStatistics | None = None
+        self.loaded_at = -float("inf")
+
+
+_statistics_cache = _StatisticsCache()
+STATISTICS_TTL_SECONDS = 300.0
+
+
+def _lexeme_statistics(cursor: Any) -> LexemeStatistics | None:
+    """The cached statistics (read again every few minutes); None before the table was first analyzed."""
+    if time.monotonic() - _statistics_cache.loaded_at < STATISTICS_TTL_SECONDS:
+        return _statistics_cache.value
+    cursor.execute(
+        "SELECT s.most_common_elems::text::text[], s.most_common_elem_freqs, c.reltuples "
+        "FROM pg_class c LEFT JOIN pg_stats s ON s.schemaname = current_schema() AND s.tablename = c.relname "
+        "AND s.attname = 'search_vector' WHERE c.oid = 'knowledge_chunk'::regclass"
+    )
+    row = cursor.fetchone()
+    loaded = None
+    if row is not None and row[0] and row[1] and row[2] and row[2] > 0:
+        elements, shares, rows = row
+        tracked = dict(zip(elements, shares[: len(elements)], strict=True))
+        loaded = LexemeStatistics(rows=float(rows), share=tracked, floor=min(tracked.values()))
+    with _statistics_cache.lock:
+        _statistics_cache.value = loaded
+        _statistics_cache.loaded_at = time.monotonic()
+    return loaded
+
+
+def forget_lexeme_statistics() -> None:
+    """Drop the cached statistics (after ANALYZE, and in tests)."""
+    with _statistics_cache.lock:
+        _statistics_cache.value = None
+        _statistics_cache.loaded_at = -float("inf")
+
+
+_LEXEME = re.compile(r"'(?:[^']|'')*'")
+
+
+def _lexical_candidates(parsed: str, statistics: LexemeStatistics | None, budget: int) -> str | None:
+    """The tsquery that picks which chunks the lexical side ranks, or None to rank every match.
+
+    A natural question ORs all of its words, and ranking every chunk that holds any of them ("how do I delete
+    many rows") grows with the collection. Most of those chunks hold one common word and rank low anyway. So
+    the candidates are the chunks that hold one of the question's rarer lexemes: rarest first, as many as fit in
+    `budget` estimated rows (at least the rarest one). They are still ranked against the whole question, so a
+    chunk with all the words ranks first, as before. Queries with phrases or exclusions are left whole."""
+    if statistics is None:
+        return None
+    lexemes = list(dict.fromkeys(_LEXEME.findall(parsed)))
+    if len(lexemes) < 2 or _LEXEME.sub("", parsed).replace("&", "").replace("|", "").strip():
+        return None
+    ordered = sorted(lexemes, key=lambda lexeme: statistics.estimated_rows(lexeme[1:-1].replace("''", "'")))
+    kept: list[str] = []
+    total = 0.0
+    for lexeme in ordered:
+        rows = statistics.estimated_rows(lexeme[1:-1].replace("''", "'"))
+        if kept and total + rows > budget:
+            break
+        kept.append(lexeme)
+        total += rows
+    if len(kept) == len(lexemes):
+        return None
+    return " | ".join(kept)
 
 
 def _lexical_query_sql() -> str:

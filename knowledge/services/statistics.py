@@ -11,6 +11,7 @@ from __future__ import annotations
 from django.db import connection
 
 from knowledge.models import Chunk
+from knowledge.search import forget_lexeme_statistics
 
 # Analyze when more than this share of the rows changed since the last analyze (autovacuum's default is 0.1).
 CHANGED_SHARE = 0.1
@@ -32,4 +33,5 @@ def chunk_statistics_refresh(*, force: bool = False) -> bool:
             if changed <= max(50, CHANGED_SHARE * live):
                 return False
         cursor.execute(f"ANALYZE {connection.ops.quote_name(table)}")
+    forget_lexeme_statistics()  # this process reads the new word counts at its next search
     return True

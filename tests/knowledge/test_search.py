@@ -236,3 +236,79 @@ def test_chunk_statistics_are_refreshed_after_large_changes_only():
     assert knowledge_services.chunk_statistics_refresh() is True
     flush_stats()
     assert knowledge_services.chunk_statistics_refresh() is False
+
+
+def stats(rows: float, **share: float) -> search.LexemeStatistics:
+    return search.LexemeStatistics(rows=rows, share=share, floor=min(share.values()))
+
+
+def test_lexical_candidates_keep_the_rarest_words_that_fit_the_budget():
+    statistics = stats(100_000, row=0.30, delet=0.05, disk=0.02, reclaim=0.001)
+
+    kept = search._lexical_candidates("'reclaim' | 'disk' | 'delet' | 'row'", statistics, budget=2500)
+
+    # reclaim (~100 rows) and disk (~2,000) fit in 2,500; delet (~5,000) and row (~30,000) do not.
+    assert kept == "'reclaim' | 'disk'"
+
+
+def test_lexical_candidates_keep_at_least_the_rarest_word_even_over_budget():
+    statistics = stats(100_000, tabl=0.4, use=0.3)
+
+    assert search._lexical_candidates("'use' | 'tabl'", statistics, budget=10) == "'use'"
+
+
+def test_an_untracked_word_counts_as_rare_as_the_rarest_tracked_one():
+    statistics = stats(1_000, tabl=0.4, index=0.01)
+
+    assert search._lexical_candidates("'tabl' | 'brin'", statistics, budget=100) == "'brin'"
+
+
+def test_lexical_candidates_leave_the_query_whole_when_every_word_fits():
+    statistics = stats(100_000, row=0.30, reclaim=0.001)
+
+    assert search._lexical_candidates("'reclaim' | 'row'", statistics, budget=40_000) is None
+
+
+@pytest.mark.parametrize(
+    "parsed",
+    [
+        "'row'",  # one word
+        "'disk' <-> 'space' | 'row'",  # a quoted phrase
+        "'row' & !'delet'",  # an exclusion
+    ],
+)
+def test_lexical_candidates_leave_single_words_phrases_and_exclusions_whole(parsed):
+    statistics = stats(100_000, row=0.30, delet=0.05, disk=0.02, space=0.02)
+
+    assert search._lexical_candidates(parsed, statistics, budget=1) is None
+
+
+def test_lexical_candidates_need_statistics():
+    assert search._lexical_candidates("'reclaim' | 'row'", None, budget=10) is None
+
+
+def test_lexical_search_ranks_the_chunks_holding_the_rarer_words_and_still_ranks_by_the_whole_question(
+    django_capture_on_commit_callbacks, settings
+):
+    collection = CollectionFactory(embedding_model=HASHING)
+    pages = {f"table-{n}.md": f"# Table {n}\n\nThe table number {n} holds rows." for n in range(60)}
+    pages["both.md"] = "# Wraparound\n\nFreezing old rows of a table avoids wraparound."
+    pages["rare.md"] = "# Transaction ids\n\nWraparound happens when transaction ids run out."
+    fill(collection, pages, django_capture_on_commit_callbacks)
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE knowledge_chunk")
+    search.forget_lexeme_statistics()
+    question = "table rows wraparound"
+
+    settings.KNOWLEDGE_LEXICAL_CANDIDATE_BUDGET = 10
+    narrowed = search.search(query=question, collections=[collection], limit=10, mode="lexical")
+    settings.KNOWLEDGE_LEXICAL_CANDIDATE_BUDGET = 0
+    whole = search.search(query=question, collections=[collection], limit=10, mode="lexical")
+    search.forget_lexeme_statistics()
+
+    # Narrowed to the chunks that say "wraparound", ranked against all three words: both.md first.
+    assert [hit.source_name for hit in narrowed.hits] == ["both.md", "rare.md"]
+    assert narrowed.timings["lexical_terms_kept"] == 1
+    # Without the budget every chunk holding any word is ranked, and the same chunk still comes first.
+    assert whole.hits[0].source_name == "both.md"
+    assert len(whole.hits) == 10 and "lexical_terms_kept" not in whole.timings
