@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Literal
 
@@ -15,8 +16,9 @@ from django.db.models import F
 from config.errors import DomainError, InvalidInput
 from knowledge import parsing
 from knowledge.models import Collection, Document
+from knowledge.services import indexing
 from knowledge.services.errors import DocumentTooLarge
-from knowledge.services.indexing import _enqueue_ingest, document_ingest, documents_index
+from knowledge.services.indexing import _enqueue_ingest, document_ingest
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
@@ -131,6 +133,12 @@ class Imported:
     document: Document | None
 
 
+@dataclass
+class _InFlight:
+    group: list[tuple[str, DocumentAdded]]
+    embedding: Future[list[indexing._Embedded]]
+
+
 def documents_import(
     *,
     collection: Collection,
@@ -142,33 +150,63 @@ def documents_import(
 
     With `index_now`, files are indexed in this process in groups of `group_size`, their chunks embedded
     together (see documents_index); otherwise they are queued for the workers. A file that cannot be read or is
-    refused comes back as "rejected" with the reason; nothing stops the rest."""
-    group: list[tuple[str, DocumentAdded]] = []
+    refused comes back as "rejected" with the reason; nothing stops the rest.
 
-    def settle() -> Iterator[Imported]:
-        documents_index(document_ids=[added.document.pk for _, added in group])
-        for name, added in group:
-            document = Document.objects.get(pk=added.document.pk)
-            yield Imported(name, added.outcome, added.message, document)
+    Indexing in this process is a pipeline: while one group is embedded on a second thread (torch leaves the
+    interpreter while it computes), this thread writes the group before it and reads and parses the group
+    after it, so the encoder is not kept waiting for parsing and database writes."""
+    group: list[tuple[str, DocumentAdded]] = []
+    in_flight: list[_InFlight] = []  # launched, not yet written: at most two
+    embedder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embed") if index_now else None
+
+    def launch() -> None:
+        assert embedder is not None
+        prepared = indexing.documents_prepare(document_ids=[added.document.pk for _, added in group])
+        in_flight.append(
+            _InFlight(list(group), embedder.submit(indexing.documents_embed, prepared, report=False))
+        )
         group.clear()
 
-    for name, read in files:
-        try:
-            added = document_add(collection=collection, name=name, content=read(), enqueue=not index_now)
-        except (DomainError, OSError) as exc:
-            yield Imported(name, "rejected", str(getattr(exc, "message", exc)), None)
-            continue
-        document = added.document
-        if not index_now or (added.outcome == "unchanged" and document.status == Document.Status.READY):
-            yield Imported(name, added.outcome, added.message, document)
-            continue
-        if document.status == Document.Status.FAILED:
-            document_reingest(document=document, enqueue=False)
-        group.append((name, added))
-        if len(group) >= group_size:
-            yield from settle()
-    if group:
-        yield from settle()
+    def settle_oldest() -> Iterator[Imported]:
+        batch = in_flight[0]
+        indexing.documents_write(batch.embedding.result())
+        in_flight.pop(0)
+        documents = Document.objects.in_bulk([added.document.pk for _, added in batch.group])
+        for name, added in batch.group:
+            yield Imported(name, added.outcome, added.message, documents.get(added.document.pk))
+
+    try:
+        for name, read in files:
+            try:
+                added = document_add(collection=collection, name=name, content=read(), enqueue=not index_now)
+            except (DomainError, OSError) as exc:
+                yield Imported(name, "rejected", str(getattr(exc, "message", exc)), None)
+                continue
+            document = added.document
+            if not index_now or (added.outcome == "unchanged" and document.status == Document.Status.READY):
+                yield Imported(name, added.outcome, added.message, document)
+                continue
+            if document.status == Document.Status.FAILED:
+                document_reingest(document=document, enqueue=False)
+            group.append((name, added))
+            if len(group) >= group_size:
+                launch()  # parse this group while the one before is still being embedded
+                if len(in_flight) > 1:
+                    yield from settle_oldest()  # write that one while this one is embedded
+        if group:
+            launch()
+        while in_flight:
+            yield from settle_oldest()
+    finally:
+        if embedder is not None:
+            embedder.shutdown(wait=True, cancel_futures=True)
+        if in_flight:
+            # Stopped early (an error, or the caller stopped reading): the groups not yet written go back to
+            # PENDING, so that importing again (or the recovery sweep) takes them up at once.
+            Document.objects.filter(
+                pk__in=[added.document.pk for batch in in_flight for _, added in batch.group],
+                status=Document.Status.PROCESSING,
+            ).update(status=Document.Status.PENDING, progress=0.0, heartbeat_at=None)
 
 
 def _read_limited(stream: IO[bytes]) -> bytes:

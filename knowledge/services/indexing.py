@@ -61,6 +61,14 @@ def documents_index(*, document_ids: Sequence[int], task_id: str = "") -> None:
     """Index several documents as `document_ingest` does one, embedding their chunks together so that many small
     documents still make full batches for the model. Each document ends READY or FAILED on its own.
     Raises DocumentNotFound for the first id that does not exist."""
+    documents_write(
+        documents_embed(documents_prepare(document_ids=document_ids, task_id=task_id), report=True)
+    )
+
+
+def documents_prepare(*, document_ids: Sequence[int], task_id: str = "") -> list[_Prepared]:
+    """Claim, parse and chunk the documents (the first stage of `documents_index`); a document that cannot be
+    parsed ends FAILED here and is left out. Raises DocumentNotFound."""
     prepared: list[_Prepared] = []
     for document_id in document_ids:
         claim = _claim(document_id, task_id)
@@ -72,22 +80,46 @@ def documents_index(*, document_ids: Sequence[int], task_id: str = "") -> None:
             _fail_for([claim.document], exc)
         else:
             prepared.append(_Prepared(claim, parsed, drafts))
+    return prepared
 
+
+@dataclass
+class _Embedded:
+    items: list[_Prepared]
+    vectors: list[list[float]]
+    error: Exception | None = None
+
+
+def documents_embed(prepared: list[_Prepared], *, report: bool) -> list[_Embedded]:
+    """Embed the prepared documents' chunks, all of one model together (the second stage). With `report` off it
+    touches no database, so that it can run in another thread while this one parses and writes. An error is
+    kept with its documents for `documents_write` to settle."""
     by_model: dict[str, list[_Prepared]] = defaultdict(list)
     for item in prepared:
         by_model[item.claim.collection.embedding_model].append(item)
+    embedded = []
     for model_name, items in by_model.items():
-        documents = [item.claim.document for item in items]
+        documents = [item.claim.document for item in items] if report else []
         try:
             vectors = _embed(
                 documents, [d for item in items for d in item.drafts], model_name, progress=(0.15, 0.95)
             )
-        except Exception as exc:  # noqa: BLE001 - as above
-            _fail_for(documents, exc)
+        except Exception as exc:  # noqa: BLE001 - settled by documents_write with the documents it concerns
+            embedded.append(_Embedded(items, [], exc))
+        else:
+            embedded.append(_Embedded(items, vectors))
+    return embedded
+
+
+def documents_write(embedded: list[_Embedded]) -> None:
+    """Replace each embedded document's chunks (the last stage), or end it FAILED with its error."""
+    for group in embedded:
+        if group.error is not None:
+            _fail_for([item.claim.document for item in group.items], group.error)
             continue
         offset = 0
-        for item in items:
-            embeddings = vectors[offset : offset + len(item.drafts)]
+        for item in group.items:
+            embeddings = group.vectors[offset : offset + len(item.drafts)]
             offset += len(item.drafts)
             try:
                 _write_chunks(item.claim.document, item.parsed, item.drafts, embeddings)

@@ -257,3 +257,48 @@ def test_reembed_command_refuses_an_unknown_model(collection):
 
     with pytest.raises(CommandError, match="not installed"):
         call_command("reembed", collection=collection.slug, model="nope")
+
+
+def page(number: int) -> bytes:
+    return (
+        f"# Page {number}\n\nPage {number} explains setting number {number} and when to change it.".encode()
+    )
+
+
+def test_importing_many_files_in_process_settles_every_file_once_through_the_pipeline(collection):
+    files = [(f"page-{n}.md", lambda n=n: page(n)) for n in range(11)]
+    files.insert(5, ("scripts-only.html", lambda: b"<html><script>var x = 1;</script></html>"))
+    files.insert(8, ("empty.txt", lambda: b""))
+
+    settled = list(
+        services.documents_import(collection=collection, files=files, index_now=True, group_size=3)
+    )
+
+    outcomes = {item.name: item for item in settled}
+    assert len(settled) == len(files) == len(outcomes)
+    assert outcomes["empty.txt"].document.status == Document.Status.FAILED
+    assert "empty" in outcomes["empty.txt"].document.error
+    assert outcomes["scripts-only.html"].document.status == Document.Status.FAILED
+    ready = [item.document for item in settled if item.name.startswith("page-")]
+    assert all(document.status == Document.Status.READY and document.chunk_count == 1 for document in ready)
+    assert Chunk.objects.get(document__source_name="page-7.md").text.startswith("Page 7 explains")
+    assert Chunk.objects.filter(collection=collection).count() == 11
+
+
+def test_an_import_stopped_part_way_leaves_the_group_in_flight_ready_to_be_taken_up_again(collection):
+    files = [(f"page-{n}.md", lambda n=n: page(n)) for n in range(9)]
+    importing = services.documents_import(collection=collection, files=files, index_now=True, group_size=3)
+
+    first = next(importing)  # the first group is written while the second is being embedded
+    importing.close()
+
+    statuses = dict(Document.objects.values_list("source_name", "status"))
+    assert first.document.status == Document.Status.READY
+    assert [statuses[f"page-{n}.md"] for n in range(3)] == [Document.Status.READY] * 3
+    assert [statuses[f"page-{n}.md"] for n in range(3, 6)] == [Document.Status.PENDING] * 3
+    assert not Document.objects.filter(status=Document.Status.PROCESSING).exists()
+
+    again = list(services.documents_import(collection=collection, files=files, index_now=True, group_size=3))
+
+    assert {item.name for item in again} == {name for name, _ in files}
+    assert Document.objects.filter(status=Document.Status.READY).count() == 9
