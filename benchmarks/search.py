@@ -244,6 +244,11 @@ def cmd_recall(args: argparse.Namespace) -> int:
     from django.db import connection
     from pgvector.psycopg import register_vector
 
+    from knowledge.models import Chunk
+
+    # The product's own index parameters (the chunk table's HNSW index), unless the command line says otherwise.
+    hnsw = next(index for index in Chunk._meta.indexes if index.name == "chunk_embedding_hnsw")
+    product_m, product_ef_construction = hnsw.m, hnsw.ef_construction  # type: ignore[attr-defined]
     dims, n = 384, args.vectors
     rng = np.random.default_rng(42)
     mixture = ClusterMixture(
@@ -280,15 +285,22 @@ def cmd_recall(args: argparse.Namespace) -> int:
                     copy.write_row((i, data[i]))
             print(f"loaded in {time.perf_counter() - started:.0f} s", flush=True)
         index = conn.execute("SELECT 1 FROM pg_indexes WHERE indexname = 'bench_vectors_hnsw'").fetchone()
+        m, ef_construction = args.m or product_m, args.ef_construction or product_ef_construction
         if index is None:
             conn.execute(f"SET maintenance_work_mem = '{args.maintenance_work_mem}'")
             conn.execute("SET max_parallel_maintenance_workers = 1")
-            print("building the HNSW index (m=16, ef_construction=64)…", flush=True)
+            print(f"building the HNSW index (m={m}, ef_construction={ef_construction})…", flush=True)
             started = time.perf_counter()
             conn.execute(
-                "CREATE INDEX bench_vectors_hnsw ON bench_vectors USING hnsw (embedding vector_cosine_ops) WITH (m = 16, ef_construction = 64)"
+                "CREATE INDEX bench_vectors_hnsw ON bench_vectors USING hnsw (embedding vector_cosine_ops) "
+                f"WITH (m = {int(m)}, ef_construction = {int(ef_construction)})"
             )
             print(f"built in {time.perf_counter() - started:.0f} s", flush=True)
+        else:
+            print(
+                "reusing the kept table and its index (built with the parameters it was built with)",
+                flush=True,
+            )
         conn.execute("VACUUM ANALYZE bench_vectors")
 
         query_vectors = mixture.sample(args.queries, rng)
@@ -324,8 +336,11 @@ def cmd_recall(args: argparse.Namespace) -> int:
             "database exact = brute force on query 0: "
             f"{len(db_exact & set(truth[0].tolist()))}/10"
         )
-        print(f"  {'':18}{'recall@10':>10}{'p50 ms':>9}{'p95 ms':>9}")
-        for ef in args.ef_search:
+        print(f"  {'':28}{'recall@10':>10}{'p50 ms':>9}{'p95 ms':>9}")
+        from django.conf import settings
+
+        default_ef = int(settings.KNOWLEDGE_HNSW_EF_SEARCH)
+        for ef in sorted(set(args.ef_search) | {default_ef}):
             conn.execute(f"SET hnsw.ef_search = {int(ef)}")
             latencies, recalls = [], []
             for qi, vector in enumerate(query_vectors):
@@ -333,11 +348,12 @@ def cmd_recall(args: argparse.Namespace) -> int:
                 found = [row[0] for row in conn.execute(sql, (vector,), prepare=False).fetchall()]
                 latencies.append((time.perf_counter() - started) * 1000)
                 recalls.append(len(set(found) & set(truth[qi].tolist())) / 10)
+            label = f"HNSW ef_search={ef}" + (" (default)" if ef == default_ef else "")
             print(
-                f"  {'HNSW ef_search=' + str(ef):18}{statistics.mean(recalls):>10.3f}{percentile(latencies, 50):>9.1f}{percentile(latencies, 95):>9.1f}"
+                f"  {label:28}{statistics.mean(recalls):>10.3f}{percentile(latencies, 50):>9.1f}{percentile(latencies, 95):>9.1f}"
             )
         print(
-            f"  {'exact scan':18}{1.0:>10.3f}{percentile(exact_ms, 50):>9.1f}{percentile(exact_ms, 95):>9.1f}"
+            f"  {'exact scan':28}{1.0:>10.3f}{percentile(exact_ms, 50):>9.1f}{percentile(exact_ms, 95):>9.1f}"
         )
         if not args.keep:
             conn.execute("DROP TABLE bench_vectors")
@@ -363,7 +379,11 @@ def main() -> int:
     recall.add_argument("--noise", type=float, default=0.01, help="isotropic noise per dimension")
     recall.add_argument("--queries", type=int, default=200)
     recall.add_argument("--exact-queries", type=int, default=10)
-    recall.add_argument("--ef-search", type=int, nargs="+", default=[20, 40, 100, 200])
+    recall.add_argument("--ef-search", type=int, nargs="+", default=[40, 100, 200, 400, 800])
+    recall.add_argument("--m", type=int, default=0, help="HNSW m (default: the chunk index's)")
+    recall.add_argument(
+        "--ef-construction", type=int, default=0, help="HNSW ef_construction (default: the chunk index's)"
+    )
     recall.add_argument("--maintenance-work-mem", default="4GB")
     recall.add_argument("--keep", action="store_true")
     args = parser.parse_args()

@@ -15,6 +15,7 @@ from django.conf import settings
 from django.contrib.postgres.search import SearchVector
 from django.db import transaction
 from django.db.models import Q, Value
+from django.db.models.expressions import Combinable
 from django.utils import timezone
 
 from knowledge import chunking, parsing
@@ -279,6 +280,8 @@ def _write_chunks(
             pending = _embed([], drafts, collection.reembed_target_model, progress=(0, 0))
 
         Chunk.objects.filter(document=document).delete()
+        # The full-text vector is computed by the INSERT itself: filling it by an UPDATE afterwards would write
+        # every row twice, with a second HNSW and GIN entry for each.
         Chunk.objects.bulk_create(
             [
                 Chunk(
@@ -295,12 +298,12 @@ def _write_chunks(
                     embedding_model=model_name,
                     pending_embedding=pending[position] if pending is not None else None,
                     pending_embedding_model=collection.reembed_target_model if pending is not None else "",
+                    search_vector=_text_vector(title=locked.title, section=draft.section, text=draft.text),
                 )
                 for position, draft in enumerate(drafts)
             ],
             batch_size=500,
         )
-        _index_text(Chunk.objects.filter(document=document), title=locked.title)
         DocumentText.objects.update_or_create(document=document, defaults={"text": parsed.text})
         locked.status = Document.Status.READY
         locked.progress = 1.0
@@ -316,13 +319,13 @@ def _write_chunks(
         locked.save()
 
 
-def _index_text(chunks: object, *, title: str) -> None:
-    """Fill the full-text vectors: title and section weigh more than the body."""
+def _text_vector(*, title: str, section: str, text: str) -> Combinable:
+    """A chunk's full-text vector: title and section weigh more than the body."""
     config = settings.KNOWLEDGE_TEXT_SEARCH_CONFIG
-    chunks.update(  # type: ignore[attr-defined]
-        search_vector=SearchVector(Value(title), weight="A", config=config)
-        + SearchVector("section", weight="A", config=config)
-        + SearchVector("text", weight="B", config=config)
+    return (
+        SearchVector(Value(title), weight="A", config=config)
+        + SearchVector(Value(section), weight="A", config=config)
+        + SearchVector(Value(text), weight="B", config=config)
     )
 
 
