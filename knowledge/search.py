@@ -1,10 +1,12 @@
-"""Hybrid retrieval in PostgreSQL: pgvector HNSW (cosine) and full-text search, fused in one round trip.
+"""Hybrid retrieval in PostgreSQL: pgvector HNSW (cosine) and full-text search, fused in SQL.
 
-Dense and lexical candidates are each cut to `candidates` rows inside SQL, then fused by reciprocal rank fusion
-(default) or by a weighted sum of min-max normalized scores. The lexical side ranks only the chunks that hold one
-of the question's rarer words (see `_lexical_candidates`), so its cost stays bounded as the collection grows. Collection (permission) filters and the
-active-embedding-model filter are part of both scans; pgvector's iterative index scan keeps a restrictive filter
-from starving the dense list. An optional reranker re-scores the fused candidates.
+The lexical half runs first; the dense half (HNSW) then runs with the lexical ranking passed in, and the two
+are fused by reciprocal rank fusion (default) or by a weighted
+sum of min-max normalized scores, each cut to `candidates` rows. The lexical half ranks only the chunks that hold
+the question's rarer words (see `_lexical_candidates`), so its cost stays bounded as the collection grows.
+Collection (permission) filters and the active-embedding-model filter are part of both halves; pgvector's
+iterative index scan keeps a restrictive filter from starving the dense list. An optional reranker re-scores
+the fused candidates.
 """
 
 from __future__ import annotations
@@ -64,6 +66,8 @@ class SearchResult:
     hits: list[SearchHit]
     timings: dict[str, float] = field(default_factory=dict)
     reranked: bool = False
+    # The tsquery that chose the chunks the lexical side ranked, when it was narrowed (see _lexical_candidates).
+    lexical_candidates: str | None = None
 
     @property
     def best_similarity(self) -> float | None:
@@ -143,26 +147,29 @@ def search(
         pool = max(pool, settings.KNOWLEDGE_RERANK_CANDIDATES)
 
     vectors: dict[str, list[float]] = {}
-    if mode in ("dense", "hybrid"):
+    if mode != "lexical":
         embed_started = time.perf_counter()
-        for model_name in groups:
-            vectors[model_name] = get_embedder(model_name).embed_query(query).tolist()
+        vectors = {name: get_embedder(name).embed_query(query).tolist() for name in groups}
         result.timings["embed"] = time.perf_counter() - embed_started
 
     search_started = time.perf_counter()
-    sql, params = _build_sql(
-        mode=mode,
-        fusion=fusion,
-        groups=groups,
-        vectors=vectors,
-        query=query,
+    scope, params = _scope(groups)
+    params.update(
         pool=pool,
         limit=pool if rerank and reranker is not None else limit,
-        dense_weight=settings.KNOWLEDGE_HYBRID_DENSE_WEIGHT if dense_weight is None else dense_weight,
-        lexical_weight=settings.KNOWLEDGE_HYBRID_LEXICAL_WEIGHT if lexical_weight is None else lexical_weight,
+        text=query,
+        ts_config=settings.KNOWLEDGE_TEXT_SEARCH_CONFIG,
+        rrf_k=settings.KNOWLEDGE_RRF_K,
+        ts_norm=settings.KNOWLEDGE_TS_RANK_NORMALIZATION,
+        w_dense=(dense_weight if dense_weight is not None else settings.KNOWLEDGE_HYBRID_DENSE_WEIGHT)
+        if mode == "hybrid"
+        else float(mode == "dense"),
+        w_lexical=(lexical_weight if lexical_weight is not None else settings.KNOWLEDGE_HYBRID_LEXICAL_WEIGHT)
+        if mode == "hybrid"
+        else float(mode == "lexical"),
     )
-    prune = mode != "dense" and settings.KNOWLEDGE_LEXICAL_OPERATOR != "and"
-    prune = prune and settings.KNOWLEDGE_LEXICAL_CANDIDATE_BUDGET > 0
+    narrow = mode != "dense" and settings.KNOWLEDGE_LEXICAL_OPERATOR != "and"
+    narrow = narrow and settings.KNOWLEDGE_LEXICAL_CANDIDATE_BUDGET > 0
     with transaction.atomic(), connection.cursor() as cursor:
         # One round trip for the settings (local to this transaction) and the question's lexemes.
         # random_page_cost: PostgreSQL's default (4) prices an HNSW scan above reading and sorting a whole
@@ -172,28 +179,38 @@ def search(
             "set_config('hnsw.iterative_scan', 'relaxed_order', true), "
             "set_config('hnsw.max_scan_tuples', %(tuples)s, true), "
             "set_config('random_page_cost', %(page_cost)s, true), "
-            "CASE WHEN %(prune)s THEN websearch_to_tsquery(%(ts_config)s::regconfig, %(text)s)::text END",
+            "CASE WHEN %(narrow)s THEN websearch_to_tsquery(%(ts_config)s::regconfig, %(text)s)::text END",
             {
                 "ef": str(ef_search or settings.KNOWLEDGE_HNSW_EF_SEARCH),
                 "tuples": str(settings.KNOWLEDGE_HNSW_MAX_SCAN_TUPLES),
                 "page_cost": str(settings.KNOWLEDGE_RANDOM_PAGE_COST),
-                "prune": prune,
+                "narrow": narrow,
                 "ts_config": settings.KNOWLEDGE_TEXT_SEARCH_CONFIG,
                 "text": query,
             },
         )
         parsed_query = cursor.fetchone()[-1]
-        if prune and parsed_query:
-            candidates_query = _lexical_candidates(
-                parsed_query, _lexeme_statistics(cursor), settings.KNOWLEDGE_LEXICAL_CANDIDATE_BUDGET
-            )
-            if candidates_query is not None:
-                params["lexical_candidates"] = candidates_query
-                sql = sql.replace(
-                    "c.search_vector @@ q.query", "c.search_vector @@ %(lexical_candidates)s::tsquery"
+        lexical_ids: list[int] = []
+        lexical_scores: list[float] = []
+        if mode != "dense":
+            if narrow and parsed_query:
+                result.lexical_candidates = _lexical_candidates(
+                    parsed_query, _lexeme_statistics(cursor), settings.KNOWLEDGE_LEXICAL_CANDIDATE_BUDGET
                 )
-                result.timings["lexical_terms_kept"] = float(candidates_query.count("|") + 1)
-        cursor.execute(sql, params)
+            lexical_started = time.perf_counter()
+            cursor.execute(
+                _lexical_sql(scope, narrowed=result.lexical_candidates is not None),
+                {**params, "candidates": result.lexical_candidates},
+            )
+            for chunk_id, score in cursor.fetchall():
+                lexical_ids.append(chunk_id)
+                lexical_scores.append(score)
+            result.timings["lexical"] = time.perf_counter() - lexical_started
+        if mode != "lexical":
+            for index, model_name in enumerate(sorted(groups)):
+                params[f"vector_{index}"] = _vector_literal(vectors[model_name])
+        params.update(lexical_ids=lexical_ids, lexical_scores=lexical_scores)
+        cursor.execute(_fusion_sql(mode=mode, fusion=fusion, groups=groups, scope=scope), params)
         rows = cursor.fetchall()
     result.timings["search"] = time.perf_counter() - search_started
     result.hits = [_hit(row) for row in rows]
@@ -307,6 +324,7 @@ def forget_lexeme_statistics() -> None:
 
 
 _LEXEME = re.compile(r"'(?:[^']|'')*'")
+_TOP_LEVEL_OPERATOR = re.compile(r"\s+[&|]\s+")
 
 
 def _lexical_candidates(parsed: str, statistics: LexemeStatistics | None, budget: int) -> str | None:
@@ -314,24 +332,49 @@ def _lexical_candidates(parsed: str, statistics: LexemeStatistics | None, budget
 
     A natural question ORs all of its words, and ranking every chunk that holds any of them ("how do I delete
     many rows") grows with the collection. Most of those chunks hold one common word and rank low anyway. So
-    the candidates are the chunks that hold one of the question's rarer lexemes: rarest first, as many as fit in
-    `budget` estimated rows (at least the rarest one). They are still ranked against the whole question, so a
-    chunk with all the words ranks first, as before. Queries with phrases or exclusions are left whole."""
-    if statistics is None:
+    the candidates are the chunks that hold one of the question's rarer terms: rarest first, as many as fit in
+    `budget` estimated rows; when even the rarest is over the budget, the chunks that hold the rarest few
+    together. A phrase (a quoted phrase, or a hyphenated word such as
+    read-only) counts as its rarest word, since it can only match where that word is. The candidates are still
+    ranked against the whole question, so a chunk with all the words ranks first, as before. Queries with
+    exclusions or parentheses are left whole."""
+    if statistics is None or any(mark in _LEXEME.sub("", parsed) for mark in "!()"):
         return None
-    lexemes = list(dict.fromkeys(_LEXEME.findall(parsed)))
-    if len(lexemes) < 2 or _LEXEME.sub("", parsed).replace("&", "").replace("|", "").strip():
+
+    def estimate(lexeme: str) -> float:
+        return statistics.estimated_rows(lexeme[1:-1].replace("''", "'"))
+
+    rarest_of_terms: dict[str, float] = {}
+    phrases = False
+    for term in _TOP_LEVEL_OPERATOR.split(parsed.strip()):
+        lexemes = _LEXEME.findall(term)
+        if not lexemes:
+            return None
+        phrases = phrases or len(lexemes) > 1
+        rarest = min(lexemes, key=estimate)
+        rarest_of_terms[rarest] = estimate(rarest)
+    if len(rarest_of_terms) < 2:
         return None
-    ordered = sorted(lexemes, key=lambda lexeme: statistics.estimated_rows(lexeme[1:-1].replace("''", "'")))
+    ordered = sorted(rarest_of_terms.items(), key=lambda item: item[1])
+    if ordered[0][1] > budget:
+        # Every word is common ("why does my query not use an index"): the chunks that hold the rarest words
+        # together, as few of them as bring the estimate (assuming independent words) under the budget.
+        together: list[str] = []
+        rows = statistics.rows
+        for lexeme, estimated in ordered:
+            together.append(lexeme)
+            rows *= estimated / statistics.rows
+            if rows <= budget:
+                break
+        return " & ".join(together)
     kept: list[str] = []
     total = 0.0
-    for lexeme in ordered:
-        rows = statistics.estimated_rows(lexeme[1:-1].replace("''", "'"))
-        if kept and total + rows > budget:
+    for lexeme, estimated in ordered:
+        if total + estimated > budget:
             break
         kept.append(lexeme)
-        total += rows
-    if len(kept) == len(lexemes):
+        total += estimated
+    if len(kept) == len(rarest_of_terms) and not phrases:
         return None
     return " | ".join(kept)
 
@@ -346,45 +389,42 @@ def _lexical_query_sql() -> str:
     return f"replace({parsed}::text, ' & ', ' | ')::tsquery"
 
 
-def _build_sql(
-    *,
-    mode: Mode,
-    fusion: Fusion,
-    groups: dict[str, list[int]],
-    vectors: dict[str, list[float]],
-    query: str,
-    pool: int,
-    limit: int,
-    dense_weight: float,
-    lexical_weight: float,
-) -> tuple[str, dict[str, Any]]:
-    # The SQL is assembled from fixed fragments only; every value travels as a bound parameter.
-    params: dict[str, Any] = {
-        "pool": pool,
-        "limit": limit,
-        "text": query,
-        "ts_config": settings.KNOWLEDGE_TEXT_SEARCH_CONFIG,
-        "rrf_k": settings.KNOWLEDGE_RRF_K,
-        "w_dense": dense_weight if mode == "hybrid" else (1.0 if mode == "dense" else 0.0),
-        "w_lexical": lexical_weight if mode == "hybrid" else (1.0 if mode == "lexical" else 0.0),
-        "ts_norm": settings.KNOWLEDGE_TS_RANK_NORMALIZATION,
-    }
-    scope_parts = []
-    dense_parts = []
+def _scope(groups: dict[str, list[int]]) -> tuple[list[str], dict[str, Any]]:
+    """One SQL condition per embedding model: its collections, and only chunks embedded with it."""
+    params: dict[str, Any] = {}
+    scope = []
     for index, (model_name, collection_ids) in enumerate(sorted(groups.items())):
         params[f"model_{index}"] = model_name
         params[f"collections_{index}"] = collection_ids
-        scope = f"(c.collection_id = ANY(%(collections_{index})s) AND c.embedding_model = %(model_{index})s)"
-        scope_parts.append(scope)
-        if model_name in vectors:
-            params[f"vector_{index}"] = _vector_literal(vectors[model_name])
-            dense_parts.append(
-                f"(SELECT c.id, c.embedding <=> %(vector_{index})s::vector AS distance FROM knowledge_chunk c "  # noqa: S608
-                f"WHERE {scope} AND c.embedding IS NOT NULL "
-                f"ORDER BY c.embedding <=> %(vector_{index})s::vector LIMIT %(pool)s)"
-            )
+        scope.append(
+            f"(c.collection_id = ANY(%(collections_{index})s) AND c.embedding_model = %(model_{index})s)"
+        )
+    return scope, params
+
+
+def _lexical_sql(scope: list[str], *, narrowed: bool) -> str:
+    """The lexical half: the best `pool` chunks by cover density against the whole question, among the chunks
+    the candidate tsquery picks (narrowed) or among every match."""
+    # The SQL is assembled from fixed fragments only; every value travels as a bound parameter.
+    matches = "%(candidates)s::tsquery" if narrowed else "q.query"
+    return (
+        f"WITH q AS (SELECT {_lexical_query_sql()} AS query) "  # noqa: S608
+        "SELECT c.id, ts_rank_cd(c.search_vector, q.query, %(ts_norm)s) AS score "
+        f"FROM knowledge_chunk c, q WHERE ({' OR '.join(scope)}) AND c.search_vector @@ {matches} "
+        "ORDER BY score DESC, c.id LIMIT %(pool)s"
+    )
+
+
+def _fusion_sql(*, mode: Mode, fusion: Fusion, groups: dict[str, list[int]], scope: list[str]) -> str:
+    """The dense half (HNSW, per embedding model) fused with the lexical ranking passed in as arrays."""
     ctes = []
     if mode in ("dense", "hybrid"):
+        dense_parts = [
+            f"(SELECT c.id, c.embedding <=> %(vector_{index})s::vector AS distance FROM knowledge_chunk c "  # noqa: S608
+            f"WHERE {scope[index]} AND c.embedding IS NOT NULL "
+            f"ORDER BY c.embedding <=> %(vector_{index})s::vector LIMIT %(pool)s)"
+            for index in range(len(groups))
+        ]
         ctes.append(f"dense_raw AS MATERIALIZED ({' UNION ALL '.join(dense_parts)})")
         ctes.append(
             "dense AS (SELECT id, distance, row_number() OVER (ORDER BY distance, id) AS rank FROM dense_raw "
@@ -394,21 +434,10 @@ def _build_sql(
         ctes.append(
             "dense AS (SELECT NULL::bigint AS id, NULL::float8 AS distance, NULL::bigint AS rank WHERE false)"
         )
-    if mode in ("lexical", "hybrid"):
-        ctes.append(f"q AS (SELECT {_lexical_query_sql()} AS query)")
-        ctes.append(
-            "lexical_raw AS MATERIALIZED (SELECT c.id, ts_rank_cd(c.search_vector, q.query, %(ts_norm)s) AS score "  # noqa: S608
-            f"FROM knowledge_chunk c, q WHERE ({' OR '.join(scope_parts)}) AND c.search_vector @@ q.query "
-            "ORDER BY score DESC, c.id LIMIT %(pool)s)"
-        )
-        ctes.append(
-            "lexical AS (SELECT id, score, row_number() OVER (ORDER BY score DESC, id) AS rank FROM lexical_raw)"
-        )
-    else:
-        ctes.append(
-            "lexical AS (SELECT NULL::bigint AS id, NULL::float4 AS score, NULL::bigint AS rank WHERE false)"
-        )
-
+    ctes.append(
+        "lexical AS (SELECT l.id, l.score, l.rank FROM unnest(%(lexical_ids)s::bigint[], "
+        "%(lexical_scores)s::float4[]) WITH ORDINALITY AS l(id, score, rank))"
+    )
     if fusion == "rrf":
         fused = "COALESCE(%(w_dense)s / (%(rrf_k)s + d.rank), 0) + COALESCE(%(w_lexical)s / (%(rrf_k)s + l.rank), 0)"
     else:
@@ -422,7 +451,7 @@ def _build_sql(
             "NULLIF(b.l_max - b.l_min, 0), %(w_lexical)s * CASE WHEN l.id IS NOT NULL THEN 1 ELSE 0 END)"
         )
     bounds_join = ", bounds b" if fusion == "weighted" else ""
-    sql = (
+    return (
         f"WITH {', '.join(ctes)}, "  # noqa: S608
         f"fused AS (SELECT COALESCE(d.id, l.id) AS id, {fused} AS score, d.rank AS dense_rank, d.distance, "
         f"l.rank AS lexical_rank, l.score AS lexical_score FROM dense d FULL OUTER JOIN lexical l ON d.id = l.id"
@@ -433,7 +462,6 @@ def _build_sql(
         "FROM fused f JOIN knowledge_chunk c ON c.id = f.id JOIN knowledge_document doc ON doc.id = c.document_id "
         "ORDER BY f.score DESC, COALESCE(f.dense_rank, f.lexical_rank), f.id"
     )
-    return sql, params
 
 
 def _vector_literal(vector: list[float]) -> str:

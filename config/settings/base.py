@@ -288,7 +288,7 @@ KNOWLEDGE_LEXICAL_OPERATOR = env("KNOWLEDGE_LEXICAL_OPERATOR", default="or")
 KNOWLEDGE_TS_RANK_NORMALIZATION = env.int("KNOWLEDGE_TS_RANK_NORMALIZATION", default=0)
 # The lexical side ranks the chunks holding the question's rarer words, up to about this many estimated rows
 # (from PostgreSQL's statistics), instead of every chunk holding any word; 0 ranks every match.
-KNOWLEDGE_LEXICAL_CANDIDATE_BUDGET = env.int("KNOWLEDGE_LEXICAL_CANDIDATE_BUDGET", default=2000)
+KNOWLEDGE_LEXICAL_CANDIDATE_BUDGET = env.int("KNOWLEDGE_LEXICAL_CANDIDATE_BUDGET", default=1000)
 KNOWLEDGE_RERANKER_MODEL = env("KNOWLEDGE_RERANKER_MODEL", default="")
 KNOWLEDGE_RERANK_CANDIDATES = env.int("KNOWLEDGE_RERANK_CANDIDATES", default=50)
 

@@ -251,10 +251,14 @@ def test_lexical_candidates_keep_the_rarest_words_that_fit_the_budget():
     assert kept == "'reclaim' | 'disk'"
 
 
-def test_lexical_candidates_keep_at_least_the_rarest_word_even_over_budget():
-    statistics = stats(100_000, tabl=0.4, use=0.3)
+def test_when_every_word_is_common_the_candidates_hold_the_rarest_words_together():
+    statistics = stats(100_000, tabl=0.4, use=0.3, index=0.1, queri=0.2)
+    parsed = "'queri' & 'use' & 'index' & 'tabl'"
 
-    assert search._lexical_candidates("'use' | 'tabl'", statistics, budget=10) == "'use'"
+    # index alone: ~10,000 rows; with queri: ~2,000; with use as well: ~600.
+    assert search._lexical_candidates(parsed, statistics, budget=5_000) == "'index' & 'queri'"
+    assert search._lexical_candidates(parsed, statistics, budget=1_000) == "'index' & 'queri' & 'use'"
+    assert search._lexical_candidates(parsed, statistics, budget=1) == "'index' & 'queri' & 'use' & 'tabl'"
 
 
 def test_an_untracked_word_counts_as_rare_as_the_rarest_tracked_one():
@@ -269,15 +273,26 @@ def test_lexical_candidates_leave_the_query_whole_when_every_word_fits():
     assert search._lexical_candidates("'reclaim' | 'row'", statistics, budget=40_000) is None
 
 
+def test_a_phrase_or_hyphenated_word_counts_as_its_rarest_word():
+    statistics = stats(100_000, read=0.05, role=0.02, tabl=0.4, **{"read-on": 0.003})
+    parsed = "'give' & 'role' & 'read-on' <-> 'read' & 'access' & 'tabl'"  # websearch_to_tsquery's output
+
+    kept = search._lexical_candidates(parsed, statistics, budget=2_000)
+
+    # give and access are untracked (as rare as read-on, the rarest tracked: ~300 rows each).
+    assert set(kept.split(" | ")) == {"'read-on'", "'give'", "'access'"}
+
+
 @pytest.mark.parametrize(
     "parsed",
     [
         "'row'",  # one word
-        "'disk' <-> 'space' | 'row'",  # a quoted phrase
+        "'disk' <-> 'space'",  # one phrase
         "'row' & !'delet'",  # an exclusion
+        "( 'row' | 'tabl' ) & 'disk'",  # parentheses
     ],
 )
-def test_lexical_candidates_leave_single_words_phrases_and_exclusions_whole(parsed):
+def test_lexical_candidates_leave_single_terms_exclusions_and_groups_whole(parsed):
     statistics = stats(100_000, row=0.30, delet=0.05, disk=0.02, space=0.02)
 
     assert search._lexical_candidates(parsed, statistics, budget=1) is None
@@ -308,7 +323,7 @@ def test_lexical_search_ranks_the_chunks_holding_the_rarer_words_and_still_ranks
 
     # Narrowed to the chunks that say "wraparound", ranked against all three words: both.md first.
     assert [hit.source_name for hit in narrowed.hits] == ["both.md", "rare.md"]
-    assert narrowed.timings["lexical_terms_kept"] == 1
+    assert narrowed.lexical_candidates == "'wraparound'"
     # Without the budget every chunk holding any word is ranked, and the same chunk still comes first.
     assert whole.hits[0].source_name == "both.md"
-    assert len(whole.hits) == 10 and "lexical_terms_kept" not in whole.timings
+    assert len(whole.hits) == 10 and whole.lexical_candidates is None
