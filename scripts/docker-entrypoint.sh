@@ -3,7 +3,7 @@
 #   DJANGO_MIGRATE_ON_START=1   web runs `migrate` before serving (off by default: migrate once, not per replica)
 #   DJANGO_SUPERUSER_USERNAME/PASSWORD   web creates that admin account if it does not exist
 #   KB_LOAD_DEMO=1              web loads the demo collection (idempotent)
-#   WEB_CONCURRENCY, WORKER_CONCURRENCY, PORT
+#   WEB_CONCURRENCY, WORKER_CONCURRENCY, PORT; KNOWLEDGE_TORCH_THREADS (default: cores / processes of the role)
 set -euo pipefail
 
 # Without DJANGO_SECRET_KEY, one is generated once into the shared data volume, so that a fresh `docker compose up`
@@ -14,6 +14,14 @@ if [ -z "${DJANGO_SECRET_KEY:-}" ] && [ -z "${DJANGO_SECRET_KEY_FILE:-}" ]; then
     (umask 077 && set -o noclobber && python -c 'import secrets; print(secrets.token_urlsafe(50))' >"$DJANGO_SECRET_KEY_FILE") 2>/dev/null || true
   fi
 fi
+
+# Each process gets its share of the cores for torch (the embedding model), unless KNOWLEDGE_TORCH_THREADS is set:
+# two web workers on two cores each running two torch threads would fight over them.
+torch_threads_for() {
+  local processes=$1 threads
+  threads=$(( $(nproc) / (processes > 0 ? processes : 1) ))
+  echo $(( threads > 0 ? threads : 1 ))
+}
 
 role=${1:-web}
 case "$role" in
@@ -28,6 +36,7 @@ case "$role" in
     if [ "${KB_LOAD_DEMO:-0}" = "1" ]; then
       python manage.py load_demo
     fi
+    export KNOWLEDGE_TORCH_THREADS="${KNOWLEDGE_TORCH_THREADS:-$(torch_threads_for "${WEB_CONCURRENCY:-2}")}"
     # uvicorn workers: ASGI, so streamed answers (SSE) do not hold a worker thread each.
     exec gunicorn config.asgi:application \
       --worker-class uvicorn_worker.UvicornWorker \
@@ -39,6 +48,7 @@ case "$role" in
       --forwarded-allow-ips "${FORWARDED_ALLOW_IPS:-*}"
     ;;
   worker)
+    export KNOWLEDGE_TORCH_THREADS="${KNOWLEDGE_TORCH_THREADS:-$(torch_threads_for "${WORKER_CONCURRENCY:-2}")}"
     exec celery -A config worker --loglevel "${WORKER_LOGLEVEL:-INFO}" \
       --concurrency "${WORKER_CONCURRENCY:-2}" --hostname "worker@%h"
     ;;

@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -58,6 +59,42 @@ def test_entrypoint_serves_with_gunicorn_uvicorn_workers_and_migrates_only_when_
     for role in ("web)", "worker)", "beat)", "migrate)"):
         assert role in ENTRYPOINT
     assert instructions("ENTRYPOINT") == ['["/app/scripts/docker-entrypoint.sh"]']
+
+
+@pytest.mark.parametrize(
+    ("role", "command", "environment", "threads"),
+    [
+        ("web", "gunicorn", {"WEB_CONCURRENCY": "2"}, "4"),
+        ("web", "gunicorn", {"WEB_CONCURRENCY": "16"}, "1"),
+        ("worker", "celery", {"WORKER_CONCURRENCY": "4"}, "2"),
+        ("web", "gunicorn", {"WEB_CONCURRENCY": "2", "KNOWLEDGE_TORCH_THREADS": "3"}, "3"),
+    ],
+)
+def test_entrypoint_gives_each_process_its_share_of_the_cores_for_torch(
+    tmp_path, role, command, environment, threads
+):
+    # Stand-ins on PATH: an 8-core machine, and the server or worker printing what it was started with.
+    (tmp_path / "nproc").write_text("#!/bin/sh\necho 8\n")
+    (tmp_path / command).write_text('#!/bin/sh\necho "threads=$KNOWLEDGE_TORCH_THREADS"\n')
+    for name in ("nproc", command):
+        (tmp_path / name).chmod(0o755)
+    env = {
+        "PATH": f"{tmp_path}:/usr/bin:/bin",
+        "DJANGO_SECRET_KEY": "x",
+        "KB_DATA_DIR": str(tmp_path),
+        **environment,
+    }
+
+    run = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "docker-entrypoint.sh"), role],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+
+    assert run.stdout.strip() == f"threads={threads}"
 
 
 def test_compose_has_the_four_services_with_healthchecks_and_ordered_start():
