@@ -214,17 +214,26 @@ def corpus_import(
             services.document_delete(document=document)
             report.emptied += 1
     total = len(dataset.corpus)
-    for done, entry in enumerate(dataset.corpus.values(), start=1):
-        added = services.document_import(
-            collection=collection,
-            name=f"{entry.doc_id}.md",
-            content=corpus_markdown(entry).encode("utf-8"),
-            index_now=True,
-        )
-        report.outcomes[added.outcome] += 1
-        report.doc_ids[added.document.pk] = entry.doc_id
-        if added.document.status == Document.Status.FAILED:
-            report.failures.append((entry.doc_id, added.document.error))
+    by_name = {f"{entry.doc_id}.md": entry for entry in dataset.corpus.values()}
+
+    # The same grouped, pipelined import as `manage.py ingest`.
+    def reader(entry: CorpusEntry) -> Callable[[], bytes]:
+        return lambda: corpus_markdown(entry).encode("utf-8")
+
+    imported = services.documents_import(
+        collection=collection,
+        files=((name, reader(entry)) for name, entry in by_name.items()),
+        index_now=True,
+    )
+    for done, item in enumerate(imported, start=1):
+        entry = by_name[item.name]
+        if item.outcome == "rejected" or item.document is None:
+            report.failures.append((entry.doc_id, item.message))
+        else:
+            report.outcomes[item.outcome] += 1
+            report.doc_ids[item.document.pk] = entry.doc_id
+            if item.document.status == Document.Status.FAILED:
+                report.failures.append((entry.doc_id, item.document.error))
         if on_document is not None:
             on_document(done, total)
     return report
