@@ -9,7 +9,7 @@ from django.utils.text import slugify
 from tqdm import tqdm
 
 from config.errors import DomainError
-from knowledge import evaluation
+from knowledge import evaluation, services
 from knowledge.search import configured_reranker
 
 
@@ -138,6 +138,9 @@ class Command(BaseCommand):
             except DomainError as exc:
                 raise CommandError(exc.message) from exc
         outcomes = imported.outcomes
+        if outcomes["created"] or outcomes["updated"] or imported.emptied:
+            # The planner must know the collection's size before the timed queries (HNSW or not is its choice).
+            services.chunk_statistics_refresh(force=True)
         self.stdout.write(
             f"{slug}: {outcomes['created']} indexed, {outcomes['updated']} updated, {outcomes['unchanged']} "
             f"unchanged, {len(imported.failures)} failed"
