@@ -44,7 +44,10 @@ class Completion:
 class ChatModel(Protocol):
     name: str
 
-    def complete(self, messages: list[dict[str, str]], *, max_tokens: int | None = None) -> Completion: ...
+    # `timeout`: the longest the whole response may take (default: the client's CHAT_LLM_TIMEOUT).
+    def complete(
+        self, messages: list[dict[str, str]], *, max_tokens: int | None = None, timeout: float | None = None
+    ) -> Completion: ...
 
     # Yields the answer's text as it is generated and fills `usage` when the server reports it.
     def stream(self, messages: list[dict[str, str]], *, usage: Usage) -> Iterator[str]: ...
@@ -63,9 +66,12 @@ class OpenAIChatModel:
             max_retries=max_retries,
         )
 
-    def complete(self, messages: list[dict[str, str]], *, max_tokens: int | None = None) -> Completion:
+    def complete(
+        self, messages: list[dict[str, str]], *, max_tokens: int | None = None, timeout: float | None = None
+    ) -> Completion:
+        client = self._client if timeout is None else self._client.with_options(timeout=timeout)
         with _translated_errors():
-            response = self._client.chat.completions.create(
+            response = client.chat.completions.create(
                 model=self.name,
                 messages=cast(Any, messages),
                 temperature=settings.CHAT_LLM_TEMPERATURE,

@@ -288,7 +288,8 @@ def answer(
             if tail := shown.flush():
                 yield Event("token", {"text": tail})
         else:
-            completion = model.complete(messages)
+            # Nothing arrives until the whole answer is made, so the wait is for all of it, not the next piece.
+            completion = model.complete(messages, timeout=settings.CHAT_LLM_ANSWER_TIMEOUT)
             usage = completion.usage
             parts.append(completion.text)
             if visible := shown.feed(completion.text) + shown.flush():

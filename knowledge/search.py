@@ -353,7 +353,7 @@ def _lexical_candidates(parsed: str, statistics: LexemeStatistics | None, budget
         phrases = phrases or len(lexemes) > 1
         rarest = min(lexemes, key=estimate)
         rarest_of_terms[rarest] = estimate(rarest)
-    if len(rarest_of_terms) < 2:
+    if len(rarest_of_terms) < 2 or statistics.rows <= budget:
         return None
     ordered = sorted(rarest_of_terms.items(), key=lambda item: item[1])
     if ordered[0][1] > budget:
@@ -406,7 +406,9 @@ def _lexical_sql(scope: list[str], *, narrowed: bool) -> str:
     """The lexical half: the best `pool` chunks by cover density against the whole question, among the chunks
     the candidate tsquery picks (narrowed) or among every match."""
     # The SQL is assembled from fixed fragments only; every value travels as a bound parameter.
-    matches = "%(candidates)s::tsquery" if narrowed else "q.query"
+    # Narrowed, the candidate tsquery picks the rows through the GIN index and the whole question rechecks them
+    # (a phrase counts as its rarest word when narrowing; the chunk must still hold the phrase).
+    matches = "%(candidates)s::tsquery AND c.search_vector @@ q.query" if narrowed else "q.query"
     return (
         f"WITH q AS (SELECT {_lexical_query_sql()} AS query) "  # noqa: S608
         "SELECT c.id, ts_rank_cd(c.search_vector, q.query, %(ts_norm)s) AS score "

@@ -298,6 +298,8 @@ OPENAI_API_KEY = env("OPENAI_API_KEY", default="")
 OPENAI_BASE_URL = env("OPENAI_BASE_URL", default="")
 CHAT_LLM_MODEL = env("CHAT_LLM_MODEL", default="gpt-4o-mini")
 CHAT_LLM_TIMEOUT = env.float("CHAT_LLM_TIMEOUT", default=60.0)
+# The longest a whole answer asked without streaming (JSON API, OpenAI endpoint without stream) may take.
+CHAT_LLM_ANSWER_TIMEOUT = env.float("CHAT_LLM_ANSWER_TIMEOUT", default=300.0)
 CHAT_LLM_MAX_RETRIES = env.int("CHAT_LLM_MAX_RETRIES", default=2)
 CHAT_LLM_TEMPERATURE = env.float("CHAT_LLM_TEMPERATURE", default=0.1)
 CHAT_LLM_MAX_TOKENS = env.int("CHAT_LLM_MAX_TOKENS", default=800)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -10,8 +11,10 @@ from typing import IO, TYPE_CHECKING, Literal
 
 from django.conf import settings
 from django.core.files.base import ContentFile
-from django.db import transaction
+from django.db import DatabaseError, transaction
 from django.db.models import F
+from django.db.models.functions import Greatest
+from django.utils import timezone
 
 from config.errors import DomainError, InvalidInput
 from knowledge import parsing
@@ -22,6 +25,8 @@ from knowledge.services.indexing import _enqueue_ingest, document_ingest
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+
+logger = logging.getLogger(__name__)
 
 
 Outcome = Literal["created", "updated", "unchanged"]
@@ -159,17 +164,34 @@ def documents_import(
     in_flight: list[_InFlight] = []  # launched, not yet written: at most two
     embedder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embed") if index_now else None
 
+    def claimed_ids() -> list[int]:
+        return [added.document.pk for batch in in_flight for _, added in batch.group]
+
+    def heartbeat() -> None:
+        # The embedding thread touches no database: this thread tells the recovery sweep the documents are alive.
+        Document.objects.filter(pk__in=claimed_ids(), status=Document.Status.PROCESSING).update(
+            heartbeat_at=timezone.now()
+        )
+
     def launch() -> None:
         assert embedder is not None
-        prepared = indexing.documents_prepare(document_ids=[added.document.pk for _, added in group])
-        in_flight.append(
-            _InFlight(list(group), embedder.submit(indexing.documents_embed, prepared, report=False))
-        )
+        heartbeat()
+        # Claimed before parsing, so that a failure part-way is undone with the rest (see finally).
+        in_flight.append(_InFlight(list(group), Future()))
         group.clear()
+        batch = in_flight[-1]
+        prepared = indexing.documents_prepare(document_ids=[added.document.pk for _, added in batch.group])
+        batch.embedding = embedder.submit(indexing.documents_embed, prepared, report=False)
 
     def settle_oldest() -> Iterator[Imported]:
         batch = in_flight[0]
-        indexing.documents_write(batch.embedding.result())
+        while True:
+            try:
+                embedded = batch.embedding.result(timeout=30)
+                break
+            except TimeoutError:
+                heartbeat()
+        indexing.documents_write(embedded)
         in_flight.pop(0)
         documents = Document.objects.in_bulk([added.document.pk for _, added in batch.group])
         for name, added in batch.group:
@@ -202,11 +224,19 @@ def documents_import(
             embedder.shutdown(wait=True, cancel_futures=True)
         if in_flight:
             # Stopped early (an error, or the caller stopped reading): the groups not yet written go back to
-            # PENDING, so that importing again (or the recovery sweep) takes them up at once.
-            Document.objects.filter(
-                pk__in=[added.document.pk for batch in in_flight for _, added in batch.group],
-                status=Document.Status.PROCESSING,
-            ).update(status=Document.Status.PENDING, progress=0.0, heartbeat_at=None)
+            # PENDING, so that importing again (or the recovery sweep) takes them up at once; this run's claim
+            # does not count as an interrupted attempt.
+            try:
+                Document.objects.filter(
+                    pk__in=claimed_ids(), status=Document.Status.PROCESSING, task_id=""
+                ).update(
+                    status=Document.Status.PENDING,
+                    progress=0.0,
+                    heartbeat_at=None,
+                    attempts=Greatest(F("attempts") - 1, 0),
+                )
+            except DatabaseError:
+                logger.warning("could not put documents %s back to PENDING", claimed_ids(), exc_info=True)
 
 
 def _read_limited(stream: IO[bytes]) -> bytes:

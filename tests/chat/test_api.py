@@ -98,6 +98,23 @@ def test_a_json_answer_asks_the_llm_for_one_complete_response_and_a_streamed_one
     assert stored.trace["tokens"]["completion"] > 0
 
 
+def test_a_whole_answer_may_take_longer_than_the_wait_for_the_next_streamed_piece(
+    api, manual, llm_server, settings
+):
+    llm_server.delay = 0.6  # the stand-in thinks this long before it sends anything
+    settings.CHAT_LLM_TIMEOUT = 0.3
+    settings.CHAT_LLM_ANSWER_TIMEOUT = 5.0
+    question = {"question": "Can I back up while the database is in use?"}
+
+    patient = api.post("/api/chat/ask", question, format="json").json()["message"]
+    settings.CHAT_LLM_ANSWER_TIMEOUT = 0.2
+    impatient = api.post("/api/chat/ask", question, format="json").json()["message"]
+
+    assert patient["outcome"] == "answered" and patient["answer_mode"] == llm_server.model
+    assert impatient["outcome"] == "failed" and "did not answer in time" in impatient["text"]
+    assert impatient["citations"]  # the sources are still shown
+
+
 def test_a_follow_up_in_the_same_conversation_is_rewritten(api, manual):
     first = api.post("/api/chat/ask", {"question": "How does pg_dump make backups?"}, format="json").json()
 

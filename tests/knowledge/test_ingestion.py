@@ -297,8 +297,34 @@ def test_an_import_stopped_part_way_leaves_the_group_in_flight_ready_to_be_taken
     assert [statuses[f"page-{n}.md"] for n in range(3)] == [Document.Status.READY] * 3
     assert [statuses[f"page-{n}.md"] for n in range(3, 6)] == [Document.Status.PENDING] * 3
     assert not Document.objects.filter(status=Document.Status.PROCESSING).exists()
+    assert set(
+        Document.objects.filter(status=Document.Status.PENDING).values_list("attempts", flat=True)
+    ) == {0}
 
     again = list(services.documents_import(collection=collection, files=files, index_now=True, group_size=3))
 
     assert {item.name for item in again} == {name for name, _ in files}
     assert Document.objects.filter(status=Document.Status.READY).count() == 9
+
+
+def test_an_import_that_loses_the_database_while_parsing_leaves_nothing_processing(collection, monkeypatch):
+    from django.db import OperationalError
+
+    from knowledge.services import indexing
+
+    parse = indexing._parse_and_chunk
+
+    def flaky(document, collection):
+        if document.source_name == "page-4.md":
+            raise OperationalError("server closed the connection unexpectedly")
+        return parse(document, collection)
+
+    monkeypatch.setattr(indexing, "_parse_and_chunk", flaky)
+    files = [(f"page-{n}.md", lambda n=n: page(n)) for n in range(6)]
+
+    with pytest.raises(OperationalError):
+        list(services.documents_import(collection=collection, files=files, index_now=True, group_size=3))
+
+    assert not Document.objects.filter(status=Document.Status.PROCESSING).exists()
+    # Both groups in flight (the first still being embedded when the second failed) wait for the next import.
+    assert Document.objects.filter(status=Document.Status.PENDING).count() == 6
