@@ -33,6 +33,7 @@ ENV PATH=/opt/venv/bin:$PATH \
     KB_DATA_DIR=/data \
     DJANGO_MEDIA_ROOT=/data/media \
     DJANGO_STATIC_ROOT=/app/staticfiles \
+    KNOWLEDGE_MODEL_CACHE_DIR=/opt/models \
     PORT=8000
 RUN groupadd --system --gid 10001 app \
     && useradd --system --uid 10001 --gid app --home-dir /app --shell /usr/sbin/nologin app \
@@ -41,7 +42,10 @@ RUN groupadd --system --gid 10001 app \
 COPY --from=builder /opt/venv /opt/venv
 WORKDIR /app
 COPY --chown=app:app . /app
-RUN DJANGO_DEBUG=0 DJANGO_SECRET_KEY=only-for-collectstatic python manage.py collectstatic --noinput --verbosity 0
+# Static files, and the ONNX Runtime copy of the embedding model that embeds questions (made once here and checked
+# against torch, instead of by the first search of every container).
+RUN DJANGO_DEBUG=0 DJANGO_SECRET_KEY=only-for-the-build python manage.py collectstatic --noinput --verbosity 0 \
+    && DJANGO_DEBUG=0 DJANGO_SECRET_KEY=only-for-the-build python manage.py prepare_models --require-onnx
 USER 10001:10001
 VOLUME ["/data"]
 EXPOSE 8000

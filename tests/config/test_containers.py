@@ -52,6 +52,17 @@ def test_image_runs_as_a_non_root_user_with_a_healthcheck_and_collected_static_f
     assert "HF_HUB_OFFLINE=1" in DOCKERFILE
 
 
+def test_image_builds_the_onnx_copy_for_questions_into_the_cache_the_settings_read():
+    runs = instructions("RUN")
+    env = " ".join(instructions("ENV"))
+
+    prepare = next(run for run in runs if "manage.py prepare_models" in run)
+    assert "--require-onnx" in prepare
+    assert "KNOWLEDGE_MODEL_CACHE_DIR=/opt/models" in env
+    # Built before the image drops to its runtime user, who only reads it.
+    assert DOCKERFILE.index("prepare_models") < DOCKERFILE.rindex("USER ")
+
+
 def test_entrypoint_serves_with_gunicorn_uvicorn_workers_and_migrates_only_when_asked():
     assert "gunicorn config.asgi:application" in ENTRYPOINT
     assert "uvicorn_worker.UvicornWorker" in ENTRYPOINT
