@@ -3,11 +3,13 @@
     .venv/bin/python benchmarks/search.py latency --collection SLUG   # the real PostgreSQL-manual collection
     .venv/bin/python benchmarks/search.py scale [--chunks 100000]      # a 100k-chunk collection built from it
     .venv/bin/python benchmarks/search.py recall [--vectors 1000000]   # 1M synthetic clustered 384-d vectors
+    .venv/bin/python benchmarks/search.py embed                        # one question's embedding, product vs raw
 
 `latency` and `scale` time the retrieval selector end to end (query embedding included) in hybrid mode with the
 HNSW index, then the same queries with the dense part forced to an exact scan. `recall` builds an HNSW index
 over synthetic vectors drawn from a mixture of clusters and measures recall@10 against exact neighbours for
-several `hnsw.ef_search` values, with HNSW and exact query latency. The collection for `latency` comes from
+several `hnsw.ef_search` values, with HNSW and exact query latency. `embed` times the product's question
+embedding (the ONNX Runtime copy) against the raw sentence-transformers model on the same questions. The collection for `latency` comes from
 `benchmarks/ingest.py --keep` or `manage.py ingest /usr/share/doc/postgresql-doc-15/html --collection SLUG`.
 """
 
@@ -264,6 +266,8 @@ def cmd_recall(args: argparse.Namespace) -> int:
     conn_kwargs = {k: v for k, v in params.items() if k in ("host", "port", "user", "password", "dbname")}
     with psycopg.connect(**conn_kwargs, autocommit=True) as conn:
         register_vector(conn)
+        # pgvector reports, among others, a graph that outgrew maintenance_work_mem (the build then slows down a lot).
+        conn.add_notice_handler(lambda notice: print(f"  server: {notice.message_primary}", flush=True))
         conn.execute(
             "CREATE TABLE IF NOT EXISTS bench_vectors (id bigint PRIMARY KEY, embedding vector(384))"
         )
@@ -360,6 +364,47 @@ def cmd_recall(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_embed(args: argparse.Namespace) -> int:
+    from django.conf import settings
+
+    from knowledge.embeddings import get_embedder
+
+    embedder = get_embedder(settings.KNOWLEDGE_EMBEDDING_MODEL)
+    raw = getattr(embedder, "_model", None)
+    if raw is None:
+        print(f"{embedder.name} is not a sentence-transformers model")
+        return 2
+    runtime = "onnx" if embedder.query_encoder() is not None else "torch"  # type: ignore[attr-defined]
+    questions = queries(args.queries)
+    for question in questions[:5]:  # warm both
+        embedder.embed_query(question)
+        raw.encode([question], normalize_embeddings=True, show_progress_bar=False)
+    product, reference, differences = [], [], []
+    for question in questions:  # interleaved, so that background load falls on both
+        started = time.perf_counter()
+        vector = embedder.embed_query(question)
+        product.append((time.perf_counter() - started) * 1000)
+        started = time.perf_counter()
+        expected = raw.encode([question], normalize_embeddings=True, show_progress_bar=False)[0]
+        reference.append((time.perf_counter() - started) * 1000)
+        differences.append(float(np.abs(vector - expected).max()))
+    print(f"{len(questions)} questions, {embedder.name}; the product embeds questions with {runtime}")
+    print(f"  {'':44}{'p50 ms':>9}{'p95 ms':>9}{'mean ms':>9}")
+    for name, values in (
+        (f"product embed_query ({runtime})", product),
+        ("raw sentence-transformers encode (torch)", reference),
+    ):
+        print(
+            f"  {name:44}{percentile(values, 50):>9.2f}{percentile(values, 95):>9.2f}{statistics.mean(values):>9.2f}"
+        )
+    print(
+        f"  ratio product / raw: p50 {percentile(product, 50) / percentile(reference, 50):.3f}, "
+        f"p95 {percentile(product, 95) / percentile(reference, 95):.3f}; "
+        f"largest coordinate difference {max(differences):.2e}"
+    )
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description="Retrieval speed and HNSW recall, beside exact search.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -386,12 +431,15 @@ def main() -> int:
     )
     recall.add_argument("--maintenance-work-mem", default="4GB")
     recall.add_argument("--keep", action="store_true")
+    embed = sub.add_parser("embed")
+    embed.add_argument("--queries", type=int, default=300)
     args = parser.parse_args()
 
     import django
 
     django.setup()
-    return {"latency": cmd_latency, "scale": cmd_scale, "recall": cmd_recall}[args.command](args)
+    commands = {"latency": cmd_latency, "scale": cmd_scale, "recall": cmd_recall, "embed": cmd_embed}
+    return commands[args.command](args)
 
 
 if __name__ == "__main__":
