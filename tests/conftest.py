@@ -1,5 +1,24 @@
 # Django is imported inside the fixtures so that the NumPy core's tests also run without Django (-p no:django).
+from pathlib import Path
+
 import pytest
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _stop_the_embedded_database_this_session_started(request):
+    """Without DATABASE_URL the tests run on the embedded PostgreSQL, which the first connection starts and which
+    otherwise keeps running after the session; one that ran before the session (`make run`) is left running."""
+    pgdata = None
+    if request.config.pluginmanager.hasplugin("django"):
+        from django.conf import settings
+
+        pgdata = settings.DATABASES["default"].get("PGDATA")
+    was_running = bool(pgdata) and (Path(pgdata) / "postmaster.pid").exists()
+    yield
+    if pgdata and not was_running:
+        from config.embedded_db import server
+
+        server.stop(Path(pgdata))
 
 
 @pytest.fixture(autouse=True)
