@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Protocol
 
 import numpy as np
+from django.core.exceptions import ImproperlyConfigured
 from numpy.typing import NDArray
 
 from config.errors import InvalidInput
@@ -27,6 +28,7 @@ logger = logging.getLogger(__name__)
 
 MINILM = "all-MiniLM-L6-v2"
 HASHING = "hashing-384"
+QUERY_RUNTIMES = ("onnx", "torch")
 DIMENSIONS = 384
 
 
@@ -113,7 +115,8 @@ class SentenceTransformerEmbedder:
         tokenizer_json = path / "tokenizer.json"
         self.tokenizer: Tokenizer = WordPieceTokenizer(tokenizer_json)
         # torch's intra-op pool is shared by every thread of the process; one encode at a time keeps it efficient.
-        self._lock = threading.Lock()
+        # Re-entrant: exporting the ONNX copy holds it and embeds the probe texts with torch.
+        self._lock = threading.RLock()
         self._path, self._device = path, device
         self._query_runtime = query_runtime
         self._query_encoder: OnnxEncoder | None = None
@@ -135,9 +138,16 @@ class SentenceTransformerEmbedder:
 
     def embed_query(self, text: str) -> NDArray[np.float32]:
         encoder = self.query_encoder()
-        vector: NDArray[np.float32] = (
-            encoder.embed([text])[0] if encoder is not None else self.embed_documents([text], batch_size=1)[0]
-        )
+        if encoder is not None:
+            try:
+                vector: NDArray[np.float32] = encoder.embed([text])[0]
+                return vector
+            except Exception:  # the runtime raises many types; a question must still be answered
+                logger.exception(
+                    "The ONNX copy of %s failed; questions are embedded with torch from now on", self.name
+                )
+                self._query_runtime, self._query_encoder = "torch", None
+        vector = self.embed_documents([text], batch_size=1)[0]
         return vector
 
     def query_encoder(self) -> OnnxEncoder | None:
@@ -145,18 +155,20 @@ class SentenceTransformerEmbedder:
         if self._query_runtime != "onnx" or self._device != "cpu":
             return None
         with self._query_encoder_lock:
-            if self._query_encoder is None:
+            if self._query_encoder is None and self._query_runtime == "onnx":
                 from django.conf import settings
 
                 try:
-                    self._query_encoder = onnx_encoder_load(
-                        model=self._model,
-                        model_path=self._path,
-                        name=self.name,
-                        cache_dir=Path(settings.KNOWLEDGE_MODEL_CACHE_DIR),
-                        threads=_model_threads(),
-                        reference=lambda texts: self.embed_documents(texts, batch_size=len(texts)),
-                    )
+                    # Under the model's lock: tracing runs the torch modules, which a concurrent encode also runs.
+                    with self._lock:
+                        self._query_encoder = onnx_encoder_load(
+                            model=self._model,
+                            model_path=self._path,
+                            name=self.name,
+                            cache_dir=Path(settings.KNOWLEDGE_MODEL_CACHE_DIR),
+                            threads=_model_threads(),
+                            reference=lambda texts: self.embed_documents(texts, batch_size=len(texts)),
+                        )
                 except OnnxUnavailable as exc:
                     logger.warning("Questions are embedded with torch: %s", exc)
                     self._query_runtime = "torch"
@@ -212,6 +224,10 @@ def get_embedder(name: str) -> Embedder:
     check_embedding_model(name)
     device = str(settings.KNOWLEDGE_EMBEDDING_DEVICE)
     runtime = str(settings.KNOWLEDGE_QUERY_RUNTIME)
+    if runtime not in QUERY_RUNTIMES:
+        raise ImproperlyConfigured(
+            f"KNOWLEDGE_QUERY_RUNTIME is {runtime!r}; use one of {', '.join(QUERY_RUNTIMES)}."
+        )
     embedder: Embedder
     if name == MINILM:
         embedder = SentenceTransformerEmbedder(name, minilm_path(), device=device, query_runtime=runtime)

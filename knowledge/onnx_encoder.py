@@ -10,12 +10,13 @@ fails.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
 import tempfile
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +43,15 @@ class OnnxEncoder:
     """Unit-length sentence embeddings from an exported graph, tokenized with the model's own tokenizer."""
 
     def __init__(
-        self, graph: Path, *, tokenizer_json: Path, input_names: Sequence[str], max_tokens: int, threads: int
+        self,
+        graph: Path,
+        *,
+        tokenizer_json: Path,
+        input_names: Sequence[str],
+        max_tokens: int,
+        threads: int,
+        pad_id: int,
+        pad_token: str,
     ) -> None:
         try:
             import onnxruntime
@@ -53,11 +62,14 @@ class OnnxEncoder:
         options.intra_op_num_threads = max(threads, 0)
         options.inter_op_num_threads = 1
         options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # Idle pool threads would otherwise spin for a while after each call, taking cores from the other processes.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         # Sessions are safe to share between threads; run() needs no lock, unlike the shared torch thread pool.
         self._session = onnxruntime.InferenceSession(str(graph), options, providers=["CPUExecutionProvider"])
         self._tokenizer = Tokenizer.from_file(str(tokenizer_json))
         self._tokenizer.enable_truncation(max_tokens)
-        self._tokenizer.enable_padding()  # to the longest text of a batch; a single text is not padded
+        # To the longest text of a batch, with the model's own pad token; a single text is not padded.
+        self._tokenizer.enable_padding(pad_id=pad_id, pad_token=pad_token)
         self._input_names = list(input_names)
 
     def embed(self, texts: Sequence[str]) -> NDArray[np.float32]:
@@ -73,10 +85,11 @@ class OnnxEncoder:
 
 
 def model_fingerprint(model_path: Path) -> str:
-    """A key that changes when the model's files, torch (the exporter) or the export code change."""
-    import torch
+    """A key that changes when the model's files, the libraries that trace it, or the export code change."""
+    from importlib.metadata import version
 
-    digest = hashlib.sha256(f"{EXPORT_FORMAT}:{torch.__version__}".encode())
+    libraries = [version(package) for package in ("torch", "transformers", "sentence-transformers")]
+    digest = hashlib.sha256(f"{EXPORT_FORMAT}:{libraries}".encode())
     for file in sorted(p for p in model_path.rglob("*") if p.is_file()):
         stat = file.stat()
         digest.update(f"{file.relative_to(model_path)}:{stat.st_size}:{stat.st_mtime_ns}".encode())
@@ -97,7 +110,13 @@ def _export(model: Any, input_names: Sequence[str], target: Path) -> None:
             embedding = self.model(features)["sentence_embedding"]
             return torch.nn.functional.normalize(embedding, p=2, dim=1)
 
-    example = tuple(torch.ones((2, 8), dtype=torch.long) for _ in input_names)
+    # Token type 0 everywhere: some models have a single token type.
+    example = tuple(
+        torch.zeros((2, 8), dtype=torch.long)
+        if n == "token_type_ids"
+        else torch.ones((2, 8), dtype=torch.long)
+        for n in input_names
+    )
     axes = {name: {0: "batch", 1: "tokens"} for name in input_names}
     target.parent.mkdir(parents=True, exist_ok=True)
     # Written beside the target and renamed into place, so processes exporting at once never read half a file.
@@ -130,48 +149,78 @@ def onnx_encoder_load(
     name: str,
     cache_dir: Path,
     threads: int,
-    reference: Any,
+    reference: Callable[[list[str]], NDArray[np.float32]],
 ) -> OnnxEncoder:
     """The ONNX copy of a loaded sentence-transformers `model`, exported into `cache_dir` on first use.
 
-    `reference(texts)` embeds with torch; the copy is used only if it agrees on PROBES. Raises OnnxUnavailable.
+    `reference(texts)` embeds with torch; the copy is used only if it agrees on PROBES, in a batch and one by one.
+    A cached copy that fails is exported again once. Raises OnnxUnavailable.
     """
     try:
         import onnxruntime  # noqa: F401
     except ImportError as exc:
         raise OnnxUnavailable(f"onnxruntime is not installed: {exc}") from exc
-    tokenizer_json = model_path / "tokenizer.json"
-    if not tokenizer_json.is_file():
-        raise OnnxUnavailable(f"{model_path} has no tokenizer.json")
-    input_names = [
-        n
-        for n in getattr(model.tokenizer, "model_input_names", ["input_ids", "attention_mask"])
-        if n in ("input_ids", "attention_mask", "token_type_ids")
-    ]
-    slug = "".join(c if c.isalnum() or c in "-_." else "-" for c in name.strip("/"))[-60:]
-    graph = cache_dir / f"{slug}-{model_fingerprint(model_path)}.onnx"
     try:
-        if not graph.is_file():
-            logger.info("Exporting %s to ONNX at %s", name, graph)
-            _export(model, input_names, graph)
-        encoder = OnnxEncoder(
-            graph,
-            tokenizer_json=tokenizer_json,
-            input_names=input_names,
-            max_tokens=int(model.max_seq_length or 256),
-            threads=threads,
-        )
-        compiled = encoder.embed(PROBES)
+        expected = np.asarray(reference(list(PROBES)), dtype=np.float32)
+        tokenizer_json = model_path / "tokenizer.json"
+        if not tokenizer_json.is_file():
+            raise OnnxUnavailable(f"{model_path} has no tokenizer.json")
+        input_names = [
+            n
+            for n in getattr(model.tokenizer, "model_input_names", ["input_ids", "attention_mask"])
+            if n in ("input_ids", "attention_mask", "token_type_ids")
+        ]
+        slug = "".join(c if c.isalnum() or c in "-_." else "-" for c in name.strip("/"))[-60:]
+        graph = cache_dir / f"{slug}-{model_fingerprint(model_path)}.onnx"
+        for attempt in ("cached", "exported"):
+            exported = not graph.is_file()
+            if exported:
+                logger.info("Exporting %s to ONNX at %s", name, graph)
+                _export(model, input_names, graph)
+            try:
+                encoder = OnnxEncoder(
+                    graph,
+                    tokenizer_json=tokenizer_json,
+                    input_names=input_names,
+                    max_tokens=int(model.max_seq_length or 256),
+                    threads=threads,
+                    pad_id=int(getattr(model.tokenizer, "pad_token_id", None) or 0),
+                    pad_token=str(getattr(model.tokenizer, "pad_token", None) or "[PAD]"),
+                )
+                _check(encoder, expected, name)
+            except Exception as exc:
+                if exported or attempt == "exported":
+                    raise
+                logger.warning("The cached ONNX copy of %s is unusable (%s); exporting it again", name, exc)
+                graph.unlink(missing_ok=True)
+                continue
+            if exported:
+                _prune(graph, f"{slug}-")
+            return encoder
     except OnnxUnavailable:
         raise
     except Exception as exc:  # the exporter and runtime raise many types; any of them means "use torch"
         raise OnnxUnavailable(f"could not run {name} on ONNX Runtime: {exc}") from exc
-    expected = np.asarray(reference(list(PROBES)), dtype=np.float32)
-    if compiled.shape != expected.shape:
-        raise OnnxUnavailable(
-            f"the ONNX copy of {name} makes {compiled.shape} vectors, torch {expected.shape}"
-        )
-    cosine = float(np.sum(compiled * expected, axis=1).min())
-    if cosine < MIN_PROBE_COSINE:
-        raise OnnxUnavailable(f"the ONNX copy of {name} embeds differently from torch (cosine {cosine:.6f})")
-    return encoder
+    raise OnnxUnavailable(f"could not run {name} on ONNX Runtime")
+
+
+def _check(encoder: OnnxEncoder, expected: NDArray[np.float32], name: str) -> None:
+    """Raise OnnxUnavailable unless the copy embeds PROBES like torch, padded in one batch and each alone."""
+    for compiled in (encoder.embed(PROBES), np.concatenate([encoder.embed([probe]) for probe in PROBES])):
+        if compiled.shape != expected.shape:
+            raise OnnxUnavailable(
+                f"the ONNX copy of {name} makes {compiled.shape} vectors, torch {expected.shape}"
+            )
+        cosine = float(np.sum(compiled * expected, axis=1).min())
+        if not np.isfinite(compiled).all() or not cosine >= MIN_PROBE_COSINE:
+            raise OnnxUnavailable(
+                f"the ONNX copy of {name} embeds differently from torch (cosine {cosine:.6f})"
+            )
+
+
+def _prune(kept: Path, prefix: str) -> None:
+    """Remove the model's graphs made for earlier versions of it, torch or the libraries (~90 MB each)."""
+    for old in kept.parent.glob(f"{prefix}*.onnx"):
+        if old != kept and len(old.name) == len(kept.name):
+            with contextlib.suppress(OSError):
+                old.unlink()

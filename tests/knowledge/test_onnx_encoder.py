@@ -2,6 +2,7 @@ import logging
 
 import numpy as np
 import pytest
+from django.core.exceptions import ImproperlyConfigured
 from django.core.management import CommandError, call_command
 
 from knowledge import embeddings
@@ -82,19 +83,56 @@ def test_a_copy_that_embeds_differently_from_torch_is_refused(torch_embedder, ca
         load(torch_embedder, cache, reference=other_model)
 
 
-def test_a_damaged_cached_graph_leaves_questions_on_torch(torch_embedder, cache, caplog):
+def test_a_damaged_cached_graph_is_exported_again(torch_embedder, cache, caplog):
     load(torch_embedder, cache)
     (graph,) = cache.iterdir()
     graph.write_bytes(b"not a graph")
+
+    with caplog.at_level(logging.WARNING, logger="knowledge.onnx_encoder"):
+        encoder = load(torch_embedder, cache)
+
+    assert "exporting it again" in caplog.text
+    assert graph.stat().st_size > 1_000_000
+    expected = torch_embedder.embed_documents(QUESTIONS[:1])
+    assert np.abs(encoder.embed(QUESTIONS[:1]) - expected).max() < 1e-4
+
+
+def test_graphs_made_for_an_earlier_version_of_the_model_are_removed(torch_embedder, cache):
+    cache.mkdir(parents=True)
+    (cache / f"{MINILM}-{'0' * 20}.onnx").write_bytes(b"an earlier export")
+    (cache / "another-model-00000000000000000000.onnx").write_bytes(b"kept")
+
+    load(torch_embedder, cache)
+
+    names = sorted(p.name for p in cache.iterdir())
+    assert len(names) == 2 and "another-model-00000000000000000000.onnx" in names
+    assert f"{MINILM}-{'0' * 20}.onnx" not in names
+
+
+def test_a_copy_failing_while_serving_hands_questions_back_to_torch(torch_embedder, cache, caplog):
     embedder = SentenceTransformerEmbedder(MINILM, minilm_path(), query_runtime="onnx")
     embedder._model = torch_embedder._model
+    encoder = embedder.query_encoder()
 
-    with caplog.at_level(logging.WARNING, logger="knowledge.embeddings"):
+    def broken(texts):
+        raise RuntimeError("session lost")
+
+    encoder.embed = broken
+    with caplog.at_level(logging.ERROR, logger="knowledge.embeddings"):
         vector = embedder.embed_query(QUESTIONS[0])
 
-    assert embedder.query_encoder() is None
-    assert "embedded with torch" in caplog.text
+    assert "failed" in caplog.text and embedder.query_encoder() is None
     assert np.abs(vector - torch_embedder.embed_documents(QUESTIONS[:1])[0]).max() < 1e-6
+
+
+def test_an_unknown_query_runtime_is_a_configuration_error(settings):
+    get_embedder.cache_clear()
+    settings.KNOWLEDGE_QUERY_RUNTIME = "ONNX"
+    try:
+        with pytest.raises(ImproperlyConfigured, match="KNOWLEDGE_QUERY_RUNTIME"):
+            get_embedder(MINILM)
+    finally:
+        get_embedder.cache_clear()
 
 
 def test_an_unwritable_cache_leaves_questions_on_torch(torch_embedder, settings, tmp_path):
