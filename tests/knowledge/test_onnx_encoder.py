@@ -7,7 +7,7 @@ from django.core.management import CommandError, call_command
 
 from knowledge import embeddings
 from knowledge.embeddings import MINILM, SentenceTransformerEmbedder, get_embedder, minilm_path
-from knowledge.onnx_encoder import OnnxUnavailable, onnx_encoder_load
+from knowledge.onnx_encoder import OnnxUnavailable, model_fingerprint, onnx_encoder_load
 
 QUESTIONS = [
     "How do I take a backup while the database is in use?",
@@ -164,3 +164,13 @@ def test_prepare_models_exports_the_copy_and_can_insist_on_it(cache, settings, c
         assert "embedded with builtin" in capsys.readouterr().out
     finally:
         get_embedder.cache_clear()
+
+
+def test_the_cache_key_changes_when_a_file_of_the_model_changes(tmp_path):
+    (tmp_path / "config.json").write_text('{"hidden_size": 384}')
+    (tmp_path / "tokenizer.json").write_text("{}")
+    before = model_fingerprint(tmp_path)
+
+    (tmp_path / "tokenizer.json").write_text('{"changed": true}')
+
+    assert model_fingerprint(tmp_path) != before
