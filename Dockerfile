@@ -42,7 +42,7 @@ RUN groupadd --system --gid 10001 app \
 COPY --from=builder /opt/venv /opt/venv
 WORKDIR /app
 COPY --chown=app:app . /app
-# Static files, and the ONNX Runtime copy of the embedding model that embeds questions (made once here and checked
+# Static files, and the ONNX Runtime copy of the embedding model that embeds texts (made once here and checked
 # against torch, instead of by the first search of every container).
 RUN DJANGO_DEBUG=0 DJANGO_SECRET_KEY=only-for-the-build python manage.py collectstatic --noinput --verbosity 0 \
     && DJANGO_DEBUG=0 DJANGO_SECRET_KEY=only-for-the-build python manage.py prepare_models --require-onnx

@@ -374,7 +374,7 @@ def cmd_embed(args: argparse.Namespace) -> int:
     if raw is None:
         print(f"{embedder.name} is not a sentence-transformers model")
         return 2
-    runtime = "onnx" if embedder.query_encoder() is not None else "torch"  # type: ignore[attr-defined]
+    runtime = "onnx" if embedder.onnx_encoder() is not None else "torch"  # type: ignore[attr-defined]
     questions = queries(args.queries)
     for question in questions[:5]:  # warm both
         embedder.embed_query(question)

@@ -263,9 +263,9 @@ KNOWLEDGE_EMBEDDING_BATCH_SIZE = env.int("KNOWLEDGE_EMBEDDING_BATCH_SIZE", defau
 KNOWLEDGE_EMBEDDING_DEVICE = env("KNOWLEDGE_EMBEDDING_DEVICE", default="cpu")
 # torch threads per process (0: one per core). The container entrypoint sets cores / processes for its role.
 KNOWLEDGE_TORCH_THREADS = env.int("KNOWLEDGE_TORCH_THREADS", default=0)
-# Questions are embedded by an ONNX Runtime copy of the model ("onnx", exported on first use into the cache folder
-# and checked against torch) or by torch itself ("torch"). Documents are always embedded by torch.
-KNOWLEDGE_QUERY_RUNTIME = env("KNOWLEDGE_QUERY_RUNTIME", default="onnx")
+# Texts (chunks and questions) are embedded by an ONNX Runtime copy of the model ("onnx": exported on first use into
+# the cache folder and checked against torch; torch takes over if it fails) or by torch itself ("torch").
+KNOWLEDGE_EMBEDDING_RUNTIME = env("KNOWLEDGE_EMBEDDING_RUNTIME", default="onnx")
 KNOWLEDGE_MODEL_CACHE_DIR = Path(env("KNOWLEDGE_MODEL_CACHE_DIR", default=str(DATA_DIR / "models")))
 KNOWLEDGE_CHUNK_TOKENS = env.int("KNOWLEDGE_CHUNK_TOKENS", default=200)
 KNOWLEDGE_CHUNK_OVERLAP_TOKENS = env.int("KNOWLEDGE_CHUNK_OVERLAP_TOKENS", default=32)

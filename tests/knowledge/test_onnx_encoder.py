@@ -19,7 +19,7 @@ QUESTIONS = [
 @pytest.fixture(scope="module")
 def torch_embedder():
     """The model on torch alone, the reference the ONNX copy must agree with."""
-    return SentenceTransformerEmbedder(MINILM, minilm_path(), query_runtime="torch")
+    return SentenceTransformerEmbedder(MINILM, minilm_path(), runtime="torch")
 
 
 @pytest.fixture
@@ -41,16 +41,29 @@ def load(embedder, cache, **overrides):
 
 
 def test_questions_embedded_by_the_onnx_copy_match_torch(torch_embedder, cache):
-    embedder = SentenceTransformerEmbedder(MINILM, minilm_path(), query_runtime="onnx")
+    embedder = SentenceTransformerEmbedder(MINILM, minilm_path(), runtime="onnx")
     embedder._model = torch_embedder._model  # the same weights, loaded once for the module
 
     vectors = np.stack([embedder.embed_query(q) for q in QUESTIONS])
 
-    assert embedder.query_encoder() is not None
+    assert embedder.onnx_encoder() is not None
     expected = torch_embedder.embed_documents(QUESTIONS)
     assert vectors.shape == (3, 384)
     assert np.abs(vectors - expected).max() < 1e-4
     assert [p.suffix for p in cache.iterdir()] == [".onnx"]
+
+
+def test_chunks_embedded_by_the_onnx_copy_match_torch_and_keep_their_order(torch_embedder, cache):
+    embedder = SentenceTransformerEmbedder(MINILM, minilm_path(), runtime="onnx")
+    embedder._model = torch_embedder._model
+    texts = [f"Chunk {i}: " + "the planner chooses an index scan. " * (i % 7) for i in range(23)]
+
+    vectors = embedder.embed_documents(texts, batch_size=4)
+
+    assert embedder.onnx_encoder() is not None
+    expected = torch_embedder.embed_documents(texts)
+    assert vectors.shape == (23, 384)
+    assert np.abs(vectors - expected).max() < 1e-4
 
 
 def test_a_batch_is_padded_and_embedded_like_single_questions(torch_embedder, cache):
@@ -110,9 +123,9 @@ def test_graphs_made_for_an_earlier_version_of_the_model_are_removed(torch_embed
 
 
 def test_a_copy_failing_while_serving_hands_questions_back_to_torch(torch_embedder, cache, caplog):
-    embedder = SentenceTransformerEmbedder(MINILM, minilm_path(), query_runtime="onnx")
+    embedder = SentenceTransformerEmbedder(MINILM, minilm_path(), runtime="onnx")
     embedder._model = torch_embedder._model
-    encoder = embedder.query_encoder()
+    encoder = embedder.onnx_encoder()
 
     def broken(texts):
         raise RuntimeError("session lost")
@@ -121,15 +134,15 @@ def test_a_copy_failing_while_serving_hands_questions_back_to_torch(torch_embedd
     with caplog.at_level(logging.ERROR, logger="knowledge.embeddings"):
         vector = embedder.embed_query(QUESTIONS[0])
 
-    assert "failed" in caplog.text and embedder.query_encoder() is None
+    assert "failed" in caplog.text and embedder.onnx_encoder() is None
     assert np.abs(vector - torch_embedder.embed_documents(QUESTIONS[:1])[0]).max() < 1e-6
 
 
-def test_an_unknown_query_runtime_is_a_configuration_error(settings):
+def test_an_unknown_embedding_runtime_is_a_configuration_error(settings):
     get_embedder.cache_clear()
-    settings.KNOWLEDGE_QUERY_RUNTIME = "ONNX"
+    settings.KNOWLEDGE_EMBEDDING_RUNTIME = "ONNX"
     try:
-        with pytest.raises(ImproperlyConfigured, match="KNOWLEDGE_QUERY_RUNTIME"):
+        with pytest.raises(ImproperlyConfigured, match="KNOWLEDGE_EMBEDDING_RUNTIME"):
             get_embedder(MINILM)
     finally:
         get_embedder.cache_clear()
@@ -139,25 +152,25 @@ def test_an_unwritable_cache_leaves_questions_on_torch(torch_embedder, settings,
     blocked = tmp_path / "a-file"
     blocked.write_text("")
     settings.KNOWLEDGE_MODEL_CACHE_DIR = blocked / "models"  # a folder cannot be made inside a file
-    embedder = SentenceTransformerEmbedder(MINILM, minilm_path(), query_runtime="onnx")
+    embedder = SentenceTransformerEmbedder(MINILM, minilm_path(), runtime="onnx")
     embedder._model = torch_embedder._model
 
     vector = embedder.embed_query(QUESTIONS[1])
 
-    assert embedder.query_encoder() is None
+    assert embedder.onnx_encoder() is None
     assert np.abs(vector - torch_embedder.embed_documents(QUESTIONS[1:2])[0]).max() < 1e-6
 
 
 def test_prepare_models_exports_the_copy_and_can_insist_on_it(cache, settings, capsys):
     get_embedder.cache_clear()
-    settings.KNOWLEDGE_QUERY_RUNTIME = "onnx"
+    settings.KNOWLEDGE_EMBEDDING_RUNTIME = "onnx"
     try:
         call_command("prepare_models", "--model", MINILM, "--require-onnx")
-        assert "questions are embedded with onnx" in capsys.readouterr().out
+        assert "texts are embedded with onnx" in capsys.readouterr().out
         assert any(p.suffix == ".onnx" for p in cache.iterdir())
 
         get_embedder.cache_clear()
-        settings.KNOWLEDGE_QUERY_RUNTIME = "torch"
+        settings.KNOWLEDGE_EMBEDDING_RUNTIME = "torch"
         with pytest.raises(CommandError, match="not ONNX Runtime"):
             call_command("prepare_models", "--model", MINILM, "--require-onnx")
         call_command("prepare_models", "--model", embeddings.HASHING)

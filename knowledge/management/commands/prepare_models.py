@@ -9,14 +9,14 @@ from knowledge.embeddings import embedder_prepare
 
 class Command(BaseCommand):
     help = (
-        "Load the embedding model and export its ONNX Runtime copy for questions into KNOWLEDGE_MODEL_CACHE_DIR "
+        "Load the embedding model and export its ONNX Runtime copy (which embeds chunks and questions) into KNOWLEDGE_MODEL_CACHE_DIR "
         "(otherwise done by the first search of each process). The image runs it at build time."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--model", help="default: KNOWLEDGE_EMBEDDING_MODEL")
         parser.add_argument(
-            "--require-onnx", action="store_true", help="fail unless questions run on ONNX Runtime"
+            "--require-onnx", action="store_true", help="fail unless texts are embedded on ONNX Runtime"
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -26,8 +26,6 @@ class Command(BaseCommand):
         except DomainError as exc:
             raise CommandError(exc.message) from exc
         if options["require_onnx"] and runtime != "onnx":
-            raise CommandError(
-                f"{name}: questions are embedded with {runtime}, not ONNX Runtime (see the log)."
-            )
+            raise CommandError(f"{name}: texts are embedded with {runtime}, not ONNX Runtime (see the log).")
         where = f" (cache: {settings.KNOWLEDGE_MODEL_CACHE_DIR})" if runtime == "onnx" else ""
-        self.stdout.write(f"{name}: questions are embedded with {runtime}{where}.")
+        self.stdout.write(f"{name}: texts are embedded with {runtime}{where}.")
