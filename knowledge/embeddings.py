@@ -183,11 +183,12 @@ class SentenceTransformerEmbedder:
 
 def embed_in_batches(encoder: OnnxEncoder, texts: Sequence[str], batch_size: int) -> NDArray[np.float32]:
     """Longest texts first, as sentence-transformers does, so that each batch pads little; returned in order."""
+    if not texts:
+        return np.zeros((0, DIMENSIONS), dtype=np.float32)
+    step = max(batch_size, 1)
     order = np.argsort([-len(text) for text in texts], kind="stable")
     ordered = [texts[i] for i in order]
-    vectors = np.concatenate(
-        [encoder.embed(ordered[i : i + batch_size]) for i in range(0, len(ordered), max(batch_size, 1))]
-    )
+    vectors = np.concatenate([encoder.embed(ordered[i : i + step]) for i in range(0, len(ordered), step)])
     result: NDArray[np.float32] = np.empty_like(vectors)
     result[order] = vectors
     return result

@@ -15,8 +15,8 @@ if [ -z "${DJANGO_SECRET_KEY:-}" ] && [ -z "${DJANGO_SECRET_KEY_FILE:-}" ]; then
   fi
 fi
 
-# Each process gets its share of the cores for torch (the embedding model), unless KNOWLEDGE_TORCH_THREADS is set:
-# two web workers on two cores each running two torch threads would fight over them.
+# Each process gets its share of the cores for the embedding model (ONNX Runtime or torch), unless
+# KNOWLEDGE_TORCH_THREADS is set: two web workers on two cores each running two threads would fight over them.
 torch_threads_for() {
   local processes=$1 threads
   threads=$(( $(nproc) / (processes > 0 ? processes : 1) ))

@@ -261,7 +261,7 @@ CELERY_BEAT_SCHEDULE = {
 KNOWLEDGE_EMBEDDING_MODEL = env("KNOWLEDGE_EMBEDDING_MODEL", default="all-MiniLM-L6-v2")
 KNOWLEDGE_EMBEDDING_BATCH_SIZE = env.int("KNOWLEDGE_EMBEDDING_BATCH_SIZE", default=32)
 KNOWLEDGE_EMBEDDING_DEVICE = env("KNOWLEDGE_EMBEDDING_DEVICE", default="cpu")
-# torch threads per process (0: one per core). The container entrypoint sets cores / processes for its role.
+# Threads per process for the embedding model, ONNX Runtime's and torch's (0: one per core). The container entrypoint sets cores / processes for its role.
 KNOWLEDGE_TORCH_THREADS = env.int("KNOWLEDGE_TORCH_THREADS", default=0)
 # Texts (chunks and questions) are embedded by an ONNX Runtime copy of the model ("onnx": exported on first use into
 # the cache folder and checked against torch; torch takes over if it fails) or by torch itself ("torch").

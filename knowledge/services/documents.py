@@ -157,8 +157,8 @@ def documents_import(
     together (see documents_index); otherwise they are queued for the workers. A file that cannot be read or is
     refused comes back as "rejected" with the reason; nothing stops the rest.
 
-    Indexing in this process is a pipeline: while one group is embedded on a second thread (torch leaves the
-    interpreter while it computes), this thread writes the group before it and reads and parses the group
+    Indexing in this process is a pipeline: while one group is embedded on a second thread (the model's
+    runtime, ONNX Runtime or torch, leaves the interpreter while it computes), this thread writes the group before it and reads and parses the group
     after it, so the encoder is not kept waiting for parsing and database writes."""
     group: list[tuple[str, DocumentAdded]] = []
     in_flight: list[_InFlight] = []  # launched, not yet written: at most two

@@ -6,7 +6,13 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.management import CommandError, call_command
 
 from knowledge import embeddings
-from knowledge.embeddings import MINILM, SentenceTransformerEmbedder, get_embedder, minilm_path
+from knowledge.embeddings import (
+    MINILM,
+    SentenceTransformerEmbedder,
+    embed_in_batches,
+    get_embedder,
+    minilm_path,
+)
 from knowledge.onnx_encoder import OnnxUnavailable, model_fingerprint, onnx_encoder_load
 
 QUESTIONS = [
@@ -187,3 +193,14 @@ def test_the_cache_key_changes_when_a_file_of_the_model_changes(tmp_path):
     (tmp_path / "tokenizer.json").write_text('{"changed": true}')
 
     assert model_fingerprint(tmp_path) != before
+
+
+def test_batches_of_any_size_including_none_come_back_in_order(torch_embedder, cache):
+    encoder = load(torch_embedder, cache)
+    texts = ["a short one", "a somewhat longer text about vacuum", "mid length text"]
+
+    assert embed_in_batches(encoder, [], 4).shape == (0, 384)
+    reference = embed_in_batches(encoder, texts, 1)
+    for batch_size in (0, 2, 10):
+        assert np.abs(embed_in_batches(encoder, texts, batch_size) - reference).max() < 1e-4
+    assert np.abs(reference - torch_embedder.embed_documents(texts)).max() < 1e-4
