@@ -51,6 +51,7 @@ class SourceRef:
     start_offset: int
     end_offset: int
     text: str
+    token_count: int | None = None  # known for a single chunk; a merged source is counted when budgeted
 
     def as_prompt(self) -> prompts.Source:
         return prompts.Source(
@@ -153,13 +154,17 @@ def build_sources(hits: list[SearchHit], *, token_budget: int, count_tokens: Any
                 start_offset=hit.start_offset,
                 end_offset=hit.end_offset,
                 text=hit.text,
+                token_count=hit.token_count,
             )
         )
     _fill_merged_text(merged)
     kept: list[SourceRef] = []
     used = 0
     for source in merged:
-        tokens = count_tokens(source.text)
+        # A chunk's count was stored when it was chunked; tokenizing every source again cost more CPU per question
+        # than the rest of building the prompt.
+        known = source.token_count if len(source.chunk_ids) == 1 else None
+        tokens = known if known is not None else count_tokens(source.text)
         if kept and used + tokens > token_budget:
             continue
         used += tokens

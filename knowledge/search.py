@@ -52,6 +52,7 @@ class SearchHit:
     end_offset: int
     text: str
     score: float
+    token_count: int | None = None  # of `text`, counted with the model's tokenizer when it was chunked
     dense_rank: int | None = None
     dense_similarity: float | None = None
     lexical_rank: int | None = None
@@ -248,6 +249,7 @@ def _hit(row: tuple[Any, ...]) -> SearchHit:
         page_number,
         start_offset,
         end_offset,
+        token_count,
         title,
         source_name,
     ) = row
@@ -264,6 +266,7 @@ def _hit(row: tuple[Any, ...]) -> SearchHit:
         end_offset=end_offset,
         text=text,
         score=float(score),
+        token_count=token_count,
         dense_rank=dense_rank,
         dense_similarity=None if distance is None else 1.0 - float(distance),
         lexical_rank=lexical_rank,
@@ -460,7 +463,7 @@ def _fusion_sql(*, mode: Mode, fusion: Fusion, groups: dict[str, list[int]], sco
         f"{bounds_join} ORDER BY score DESC, COALESCE(d.rank, l.rank) LIMIT %(limit)s) "
         "SELECT f.id, f.score, f.dense_rank, f.distance, f.lexical_rank, f.lexical_score, c.document_id, "
         "c.collection_id, c.position, c.text, c.section, c.page_number, c.start_offset, c.end_offset, "
-        "doc.title, doc.source_name "
+        "c.token_count, doc.title, doc.source_name "
         "FROM fused f JOIN knowledge_chunk c ON c.id = f.id JOIN knowledge_document doc ON doc.id = c.document_id "
         "ORDER BY f.score DESC, COALESCE(f.dense_rank, f.lexical_rank), f.id"
     )

@@ -201,6 +201,37 @@ def test_sources_never_repeat_a_chunk_merge_neighbours_and_fit_the_budget(manual
     assert len(tight) < len(sources) or sum(tokenizer.count(s.text) for s in tight) <= 60 or len(tight) == 1
 
 
+def test_sources_budget_with_stored_token_counts_and_count_only_merged_text():
+    from knowledge.search import SearchHit
+
+    def hit(chunk_id, start, end, tokens, section="S"):
+        return SearchHit(
+            chunk_id=chunk_id, document_id=1, collection_id=1, position=chunk_id, title="T", source_name="t.txt",
+            section=section, page_number=None, start_offset=start, end_offset=end, text="x" * (end - start),
+            score=1.0, token_count=tokens,
+        )  # fmt: skip
+
+    counted = []
+
+    def count(text):
+        counted.append(text)
+        return 7
+
+    hits = [
+        hit(1, 0, 100, 40),
+        hit(2, 100, 200, 50),
+        hit(3, 0, 50, 30, section="Other"),
+        hit(4, 0, 10, 500, "Z"),
+    ]
+
+    sources = pipeline.build_sources(hits, token_budget=100, count_tokens=count)
+
+    # Chunks 1 and 2 are neighbours in one section: merged, and only their merged text is counted (7 tokens);
+    # chunk 3 costs its stored 30; chunk 4's stored 500 does not fit the budget left.
+    assert [s.chunk_ids for s in sources] == [[1, 2], [3]]
+    assert len(counted) == 1
+
+
 def test_llm_error_is_a_domain_error_with_a_kind():
     error = LLMError("x", kind="timeout")
 
