@@ -7,6 +7,10 @@ from collections.abc import Callable
 
 from django.db import OperationalError
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from psycopg_pool import PoolTimeout
+
+from config import errors
+from config.api_errors import error_body
 
 logger = logging.getLogger(__name__)
 
@@ -18,8 +22,7 @@ def _waited_for_a_connection(exception: Exception) -> bool:
     """True for the error the connection pool raises when every connection stayed busy past its timeout."""
     if not isinstance(exception, OperationalError):
         return False
-    cause = exception.__cause__
-    return cause is not None and type(cause).__name__ == "PoolTimeout"
+    return isinstance(exception.__cause__, PoolTimeout)
 
 
 class DatabaseBusyMiddleware:
@@ -37,8 +40,10 @@ class DatabaseBusyMiddleware:
             return None
         logger.warning("503 for %s %s: %s", request.method, request.path, exception)
         response: HttpResponse
-        if request.path.startswith("/api/") or "application/json" in request.headers.get("Accept", ""):
-            response = JsonResponse({"detail": BUSY_MESSAGE, "code": "ServiceBusy"}, status=503)
+        accept = request.headers.get("Accept", "")
+        # The chat page's script asks for an event stream and shows a JSON error's detail in place.
+        if request.path.startswith("/api/") or "application/json" in accept or "text/event-stream" in accept:
+            response = JsonResponse(error_body(errors.ServiceUnavailable(BUSY_MESSAGE)), status=503)
         else:
             response = HttpResponse(BUSY_MESSAGE, status=503, content_type="text/plain; charset=utf-8")
         response["Retry-After"] = str(RETRY_AFTER_SECONDS)

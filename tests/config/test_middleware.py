@@ -1,3 +1,5 @@
+import json
+
 import pytest
 from django.db import OperationalError
 from django.test import RequestFactory
@@ -36,7 +38,7 @@ def test_an_api_request_that_gets_no_database_connection_in_time_is_told_to_retr
 
     assert response.status_code == 503
     assert response["Retry-After"] == "5"
-    assert response.json()["code"] == "ServiceBusy"
+    assert response.json()["code"] == "ServiceUnavailable"
 
 
 def test_a_page_request_gets_a_plain_503_and_other_database_errors_stay_server_errors():
@@ -49,3 +51,13 @@ def test_a_page_request_gets_a_plain_503_and_other_database_errors_stay_server_e
     assert busy.status_code == 503 and busy["Content-Type"].startswith("text/plain")
     assert b"Try again" in busy.content
     assert other is None
+
+
+def test_the_chat_page_script_gets_a_json_error_it_can_show_in_place():
+    middleware = DatabaseBusyMiddleware(lambda request: None)
+    stream = RequestFactory().post("/chat/ask/stream/", HTTP_ACCEPT="text/event-stream")
+
+    response = middleware.process_exception(stream, pool_timeout())
+
+    assert response.status_code == 503 and response["Content-Type"] == "application/json"
+    assert "Try again" in json.loads(response.content)["detail"]

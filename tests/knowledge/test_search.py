@@ -48,6 +48,7 @@ def test_hybrid_reports_each_retrievers_rank_and_score(django_capture_on_commit_
     assert top.dense_rank == 1 and top.lexical_rank == 1
     assert 0 < top.dense_similarity <= 1 and top.lexical_score > 0
     assert set(result.timings) >= {"embed", "search", "total"}
+    assert top.token_count == Chunk.objects.get(pk=top.chunk_id).token_count > 0
 
 
 def test_weighted_fusion_ranks_like_rrf_on_an_easy_question(django_capture_on_commit_callbacks):
