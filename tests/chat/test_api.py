@@ -224,9 +224,13 @@ def test_anonymous_callers_are_401(manual):
 
 @pytest.fixture
 def openai_client(live_server, reader_token):
-    return openai.OpenAI(
+    client = openai.OpenAI(
         base_url=f"{live_server.url}/api/v1", api_key=reader_token, max_retries=0, timeout=60
     )
+    yield client
+    # A kept-alive HTTP connection keeps the live server's request thread, and its database connection, open
+    # until the client goes away; left to garbage collection, the test database could not be dropped at the end.
+    client.close()
 
 
 @pytest.mark.django_db(transaction=True)
