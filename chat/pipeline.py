@@ -163,8 +163,8 @@ def build_sources(hits: list[SearchHit], *, token_budget: int, count_tokens: Any
     for source in merged:
         # A chunk's count was stored when it was chunked; tokenizing every source again cost more CPU per question
         # than the rest of building the prompt.
-        known = source.token_count if len(source.chunk_ids) == 1 and source.token_count else None
-        tokens = known if known is not None else count_tokens(source.text)
+        stored = source.token_count if len(source.chunk_ids) == 1 else None
+        tokens = stored or count_tokens(source.text)
         if kept and used + tokens > token_budget:
             continue
         used += tokens

@@ -2,10 +2,10 @@
 
 Every search embeds its question: one forward pass of a ~20-token input, which through torch and
 sentence-transformers costs 7–20 ms on two cores, much of it per-call framework overhead; ONNX Runtime runs the
-same graph in about half that, and chunk batches at 1.7x torch's throughput. The graph is exported from the loaded sentence-transformers
-model itself (its own pooling and normalization), cached on disk under a fingerprint of the model's files, and
-compared with the torch model on a few probe texts before it is used; the caller keeps torch when anything here
-fails.
+same graph in about half that, and chunk batches at 1.7x torch's throughput. The graph is exported from the
+loaded sentence-transformers model itself (its own pooling and normalization), cached on disk under a fingerprint
+of the model's files, and compared with the torch model on a few probe texts before it is used; the caller keeps
+torch when anything here fails.
 """
 
 from __future__ import annotations
@@ -53,11 +53,9 @@ class OnnxEncoder:
         pad_id: int,
         pad_token: str,
     ) -> None:
-        try:
-            import onnxruntime
-            from tokenizers import Tokenizer
-        except ImportError as exc:
-            raise OnnxUnavailable(f"onnxruntime is not installed: {exc}") from exc
+        import onnxruntime  # onnx_encoder_load checked that it is installed
+        from tokenizers import Tokenizer
+
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = max(threads, 0)
         options.inter_op_num_threads = 1
@@ -172,36 +170,35 @@ def onnx_encoder_load(
         ]
         slug = "".join(c if c.isalnum() or c in "-_." else "-" for c in name.strip("/"))[-60:]
         graph = cache_dir / f"{slug}-{model_fingerprint(model_path)}.onnx"
-        for attempt in ("cached", "exported"):
-            exported = not graph.is_file()
-            if exported:
-                logger.info("Exporting %s to ONNX at %s", name, graph)
-                _export(model, input_names, graph)
+
+        def open_checked() -> OnnxEncoder:
+            encoder = OnnxEncoder(
+                graph,
+                tokenizer_json=tokenizer_json,
+                input_names=input_names,
+                max_tokens=int(model.max_seq_length or 256),
+                threads=threads,
+                pad_id=int(getattr(model.tokenizer, "pad_token_id", None) or 0),
+                pad_token=str(getattr(model.tokenizer, "pad_token", None) or "[PAD]"),
+            )
+            _check(encoder, expected, name)
+            return encoder
+
+        if graph.is_file():
             try:
-                encoder = OnnxEncoder(
-                    graph,
-                    tokenizer_json=tokenizer_json,
-                    input_names=input_names,
-                    max_tokens=int(model.max_seq_length or 256),
-                    threads=threads,
-                    pad_id=int(getattr(model.tokenizer, "pad_token_id", None) or 0),
-                    pad_token=str(getattr(model.tokenizer, "pad_token", None) or "[PAD]"),
-                )
-                _check(encoder, expected, name)
-            except Exception as exc:
-                if exported or attempt == "exported":
-                    raise
+                return open_checked()
+            except Exception as exc:  # noqa: BLE001 - a damaged or stale file: export it again, once
                 logger.warning("The cached ONNX copy of %s is unusable (%s); exporting it again", name, exc)
                 graph.unlink(missing_ok=True)
-                continue
-            if exported:
-                _prune(graph, f"{slug}-")
-            return encoder
+        logger.info("Exporting %s to ONNX at %s", name, graph)
+        _export(model, input_names, graph)
+        encoder = open_checked()
+        _prune(graph, f"{slug}-")
+        return encoder
     except OnnxUnavailable:
         raise
     except Exception as exc:  # the exporter and runtime raise many types; any of them means "use torch"
         raise OnnxUnavailable(f"could not run {name} on ONNX Runtime: {exc}") from exc
-    raise OnnxUnavailable(f"could not run {name} on ONNX Runtime")
 
 
 def _check(encoder: OnnxEncoder, expected: NDArray[np.float32], name: str) -> None:

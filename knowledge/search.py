@@ -1,8 +1,8 @@
 """Hybrid retrieval in PostgreSQL: pgvector HNSW (cosine) and full-text search, fused in SQL.
 
 The lexical half runs first; the dense half (HNSW) then runs with the lexical ranking passed in, and the two
-are fused by reciprocal rank fusion (default) or by a weighted
-sum of min-max normalized scores, each cut to `candidates` rows. The lexical half ranks only the chunks that hold
+are fused by reciprocal rank fusion (default) or by a weighted sum of min-max normalized scores, each cut to
+`candidates` rows. The lexical half ranks only the chunks that hold
 the question's rarer words (see `_lexical_candidates`), so its cost stays bounded as the collection grows.
 Collection (permission) filters and the active-embedding-model filter are part of both halves; pgvector's
 iterative index scan keeps a restrictive filter from starving the dense list. An optional reranker re-scores

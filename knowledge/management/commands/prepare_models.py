@@ -9,8 +9,8 @@ from knowledge.embeddings import embedder_prepare
 
 class Command(BaseCommand):
     help = (
-        "Load the embedding model and export its ONNX Runtime copy (which embeds chunks and questions) into KNOWLEDGE_MODEL_CACHE_DIR "
-        "(otherwise done by the first search of each process). The image runs it at build time."
+        "Load the embedding model and export its ONNX Runtime copy (which embeds chunks and questions) into "
+        "KNOWLEDGE_MODEL_CACHE_DIR, otherwise done on first use in each process. The image runs it at build time."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
