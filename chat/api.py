@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from collections.abc import Iterator
 from datetime import datetime
 from typing import Any, Literal
@@ -15,9 +16,9 @@ from ninja.pagination import LimitOffsetPagination, paginate
 
 from chat import selectors, services
 from chat.models import Conversation, Message
-from chat.streaming import stream_response
-from config.api_errors import status_for
-from config.errors import DomainError, InvalidInput
+from chat.streaming import sse_response, stream_response
+from config.api_errors import openai_error_body, openai_error_response
+from config.errors import DomainError, InvalidInput, ServiceUnavailable
 from knowledge.selectors import collection_list
 
 router = Router(tags=["chat"])
@@ -132,7 +133,7 @@ def ask(request: HttpRequest, payload: QuestionIn) -> Any:
         stream=payload.stream,
     )
     if payload.stream:
-        return stream_response(request, (_sse(event) for event in events), content_type="text/event-stream")
+        return sse_response(request, events)
     start: dict[str, Any] = {}
     rewritten = payload.question
     done: dict[str, Any] = {}
@@ -149,12 +150,6 @@ def ask(request: HttpRequest, payload: QuestionIn) -> Any:
         "message": done["message"],
         "rewritten_question": rewritten,
     }
-
-
-def _sse(event: dict[str, Any]) -> str:
-    name = event["event"]
-    data = {key: value for key, value in event.items() if key != "event"}
-    return f"event: {name}\ndata: {json.dumps(data, default=str)}\n\n"
 
 
 @router.get("/conversations", response=list[ConversationOut], summary="Your conversations, newest first")
@@ -219,32 +214,25 @@ class ChatMessageIn(Schema):
     content: str | list[dict[str, Any]] | None = None
 
 
+class StreamOptionsIn(Schema):
+    include_usage: bool = False
+
+
 class ChatCompletionIn(Schema):
     model: str = ALL_COLLECTIONS_MODEL
     messages: list[ChatMessageIn] = Field(..., min_length=1)
     stream: bool = False
+    stream_options: StreamOptionsIn | None = None
+    max_tokens: int | None = Field(None, ge=1, description="Caps the language model's answer.")
+    max_completion_tokens: int | None = Field(None, ge=1, description="The same as max_tokens.")
 
-    model_config = {"extra": "allow"}  # temperature, max_tokens... are accepted and ignored
+    model_config = {"extra": "allow"}  # temperature, top_p... are accepted and ignored
 
 
 def _text(content: str | list[dict[str, Any]] | None) -> str:
     if isinstance(content, list):
         return " ".join(part.get("text", "") for part in content if part.get("type") == "text")
     return content or ""
-
-
-def _openai_error(exc: DomainError) -> JsonResponse:
-    status = status_for(exc)
-    status = 400 if status == 422 else status  # OpenAI clients expect 400 for a request they got wrong
-    kind = {401: "authentication_error", 404: "not_found_error", 429: "rate_limit_error"}.get(
-        status, "invalid_request_error"
-    )
-    response = JsonResponse(
-        {"error": {"message": exc.message, "type": kind, "code": type(exc).__name__}}, status=status
-    )
-    if getattr(exc, "retry_after", None):
-        response["Retry-After"] = str(exc.retry_after)  # type: ignore[attr-defined]
-    return response
 
 
 @openai_router.get("/models", summary="One model per collection you may read, and one for all of them")
@@ -265,31 +253,41 @@ def models(request: HttpRequest) -> Any:
     return {"object": "list", "data": data}
 
 
+class AnswerFailed(ServiceUnavailable):
+    """The language model failed; the answer holds the notice and the sources that were found."""
+
+
 @openai_router.post("/chat/completions", summary="Chat completions over the knowledge base (OpenAI format)")
 def chat_completions(request: HttpRequest, payload: ChatCompletionIn) -> HttpResponse | StreamingHttpResponse:
     try:
         question, history = _question_and_history(payload)
         slugs = _collections_for_model(payload.model)
-        stored: list[Message] = []
         events = services.question_ask_stream(
             user=request.user,
             question=question,
             collection_slugs=slugs,
             history=history,
-            stored_in=stored,
             stream=payload.stream,
+            max_tokens=payload.max_completion_tokens or payload.max_tokens,
         )
         if payload.stream:
+            include_usage = bool(payload.stream_options and payload.stream_options.include_usage)
             return stream_response(
-                request, _openai_chunks(events, payload.model), content_type="text/event-stream"
+                request,
+                _openai_chunks(events, payload.model, include_usage=include_usage),
+                content_type="text/event-stream",
             )
         done = next(event for event in events if event["event"] == "done")
     except DomainError as exc:
-        return _openai_error(exc)
+        return openai_error_response(exc)
     message = done["message"]
-    trace_tokens = stored[-1].trace.get("tokens") if stored else None
-    prompt_tokens = int((trace_tokens or {}).get("prompt") or 0)
-    completion_tokens = int((trace_tokens or {}).get("completion") or 0)
+    if message["outcome"] == Message.Outcome.FAILED:
+        # The stored answer is the failure notice: an OpenAI client is told in the error shape it reads, with
+        # the sources that were found beside it.
+        response = openai_error_response(AnswerFailed(_first_line(message["text"])))
+        body = json.loads(response.content)
+        body["error"]["citations"] = message["citations"]
+        return JsonResponse(body, status=response.status_code)
     return JsonResponse(
         {
             "id": f"chatcmpl-{message['id']}",
@@ -306,16 +304,16 @@ def chat_completions(request: HttpRequest, payload: ChatCompletionIn) -> HttpRes
                     "finish_reason": "stop",
                 }
             ],
-            "usage": {
-                "prompt_tokens": prompt_tokens,
-                "completion_tokens": completion_tokens,
-                "total_tokens": prompt_tokens + completion_tokens,
-            },
+            "usage": done["usage"],
             "citations": message["citations"],
             "answer_mode": message["answer_mode"],
             "outcome": message["outcome"],
         }
     )
+
+
+def _first_line(text: str) -> str:
+    return text.strip().splitlines()[0].strip("* ") if text.strip() else AnswerFailed.__doc__ or ""
 
 
 def _question_and_history(payload: ChatCompletionIn) -> tuple[str, list[tuple[str, str]]]:
@@ -351,9 +349,10 @@ def _references(citations: list[dict[str, Any]]) -> str:
     return "\n\nSources:\n" + "\n".join(lines)
 
 
-def _openai_chunks(events: Iterator[dict[str, Any]], model: str) -> Iterator[str]:
+def _openai_chunks(events: Iterator[dict[str, Any]], model: str, *, include_usage: bool) -> Iterator[str]:
     created = int(time.time())
-    chunk_id = "chatcmpl-stream"
+    # One id for every chunk of a stream, as OpenAI gives it; the stored answer's id is not known until the end.
+    chunk_id = f"chatcmpl-{uuid.uuid4().hex}"
 
     def chunk(delta: dict[str, Any], finish_reason: str | None = None, **extra: Any) -> str:
         body = {
@@ -366,25 +365,52 @@ def _openai_chunks(events: Iterator[dict[str, Any]], model: str) -> Iterator[str
         }
         return f"data: {json.dumps(body, default=str)}\n\n"
 
+    def error(exc: DomainError, **extra: Any) -> str:
+        body = openai_error_body(exc)
+        body["error"].update(extra)
+        return f"data: {json.dumps(body, default=str)}\n\n"
+
     yield chunk({"role": "assistant", "content": ""})
     streamed = False
-    for event in events:
-        if event["event"] == "token":
-            streamed = True
-            yield chunk({"content": event["text"]})
-        elif event["event"] == "done":
-            message = event["message"]
-            chunk_id = f"chatcmpl-{message['id']}"
-            content = _references(message["citations"])
-            if not streamed:
-                content = (
-                    message["text"] + content
-                )  # "not in the knowledge base" is not streamed token by token
-            yield chunk(
-                {"content": content} if content else {},
-                "stop",
-                citations=message["citations"],
-                answer_mode=message["answer_mode"],
-                outcome=message["outcome"],
-            )
+    try:
+        for event in events:
+            if event["event"] == "token":
+                streamed = True
+                yield chunk({"content": event["text"]})
+            elif event["event"] == "done":
+                message = event["message"]
+                if message["outcome"] == Message.Outcome.FAILED:
+                    # The SDK raises on an error object in the stream, so the client knows the text so far
+                    # (cut off, or nothing) is not the answer.
+                    yield error(AnswerFailed(_first_line(message["text"])), citations=message["citations"])
+                    return
+                content = _references(message["citations"])
+                if not streamed:
+                    # "not in the knowledge base" is not streamed token by token
+                    content = message["text"] + content
+                yield chunk(
+                    {"content": content} if content else {},
+                    "stop",
+                    citations=message["citations"],
+                    answer_mode=message["answer_mode"],
+                    outcome=message["outcome"],
+                )
+                if include_usage:
+                    yield (
+                        "data: "
+                        + json.dumps(
+                            {
+                                "id": chunk_id,
+                                "object": "chat.completion.chunk",
+                                "created": created,
+                                "model": model,
+                                "choices": [],
+                                "usage": event["usage"],
+                            }
+                        )
+                        + "\n\n"
+                    )
+    except DomainError as exc:
+        yield error(exc)
+        return
     yield "data: [DONE]\n\n"

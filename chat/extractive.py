@@ -13,6 +13,8 @@ from knowledge.chunking import split_sentences
 from knowledge.embeddings import Embedder
 
 LABEL = "*Extractive answer: no language model is configured, so these are the passages of your documents that best match the question.*"
+# After the configured model failed: it is configured, so the label must not say otherwise.
+FALLBACK_LABEL = "*The passages of your documents that best match the question:*"
 MAX_SENTENCES = 4
 MAX_WORDS = 140
 MIN_WORDS = 4
@@ -140,11 +142,11 @@ def pick_sentences(*, question: str, sources: list[Source], embedder: Embedder) 
     ]
 
 
-def compose(picked: list[Picked]) -> str:
+def compose(picked: list[Picked], *, label: str = LABEL) -> str:
     """Markdown: the label, then one bullet per passage, each ending with its citation."""
     if not picked:
         return ""
-    lines = [LABEL, ""]
+    lines = [label, ""]
     for item in picked:
         sentence = item.sentence.rstrip()
         lines.append(f"- {sentence} [{item.source}]")

@@ -21,6 +21,9 @@ from config.errors import ServiceUnavailable
 logger = logging.getLogger(__name__)
 
 
+EMPTY_MESSAGE = "The language model returned an empty answer."
+
+
 class LLMError(ServiceUnavailable):
     """The language model could not answer."""
 
@@ -50,7 +53,9 @@ class ChatModel(Protocol):
     ) -> Completion: ...
 
     # Yields the answer's text as it is generated and fills `usage` when the server reports it.
-    def stream(self, messages: list[dict[str, str]], *, usage: Usage) -> Iterator[str]: ...
+    def stream(
+        self, messages: list[dict[str, str]], *, usage: Usage, max_tokens: int | None = None
+    ) -> Iterator[str]: ...
 
 
 class OpenAIChatModel:
@@ -80,24 +85,31 @@ class OpenAIChatModel:
             if not response.choices:
                 raise LLMError("The language model returned no answer.", kind="malformed")
             usage = response.usage
+            text = response.choices[0].message.content or ""
+            if not text.strip():
+                raise LLMError(EMPTY_MESSAGE, kind="empty")
             return Completion(
-                text=response.choices[0].message.content or "",
+                text=text,
                 usage=Usage(
                     prompt_tokens=usage.prompt_tokens if usage else None,
                     completion_tokens=usage.completion_tokens if usage else None,
                 ),
             )
 
-    def stream(self, messages: list[dict[str, str]], *, usage: Usage) -> Iterator[str]:
+    def stream(
+        self, messages: list[dict[str, str]], *, usage: Usage, max_tokens: int | None = None
+    ) -> Iterator[str]:
         with _translated_errors():
             events = self._client.chat.completions.create(
                 model=self.name,
                 messages=cast(Any, messages),
                 temperature=settings.CHAT_LLM_TEMPERATURE,
-                max_tokens=settings.CHAT_LLM_MAX_TOKENS,
+                max_tokens=max_tokens or settings.CHAT_LLM_MAX_TOKENS,
                 stream=True,
                 stream_options={"include_usage": True},
             )
+            finished = False
+            said = False
             for event in events:
                 if event.usage is not None:
                     usage.prompt_tokens = event.usage.prompt_tokens
@@ -105,7 +117,15 @@ class OpenAIChatModel:
                 for choice in event.choices or []:
                     text = choice.delta.content if choice.delta is not None else None
                     if text:
+                        said = said or bool(text.strip())
                         yield text
+                    finished = finished or choice.finish_reason is not None
+            # Every OpenAI-compatible server ends a whole answer with a finish reason; a stream that stops without
+            # one was cut (the server died, a proxy closed the connection) and what came is not the answer.
+            if not finished:
+                raise LLMError("The language model's answer was cut off before its end.", kind="truncated")
+            if not said:
+                raise LLMError(EMPTY_MESSAGE, kind="empty")
 
 
 @contextmanager

@@ -4,6 +4,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
+from config.validators import validate_visible
 from knowledge.models import Chunk, Collection, Document
 
 
@@ -11,7 +12,7 @@ class Conversation(models.Model):
     owner = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="conversations"
     )
-    title = models.CharField(max_length=200, blank=True)
+    title = models.CharField(max_length=200, blank=True, validators=[validate_visible])
     collections = models.ManyToManyField(Collection, blank=True, related_name="conversations")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -79,6 +80,12 @@ class Citation(models.Model):
 
     def __str__(self) -> str:
         return f"[{self.number}] {self.title}"
+
+    @property
+    def withheld(self) -> bool:
+        """The reader may no longer read the cited document (the selectors annotate `readable`): show nothing of
+        it. A citation read without that annotation is one just made for its reader."""
+        return getattr(self, "readable", True) is False
 
 
 class Feedback(models.Model):

@@ -197,10 +197,12 @@ def answer(
     model: ChatModel | None = None,
     use_llm: bool = True,
     stream: bool = True,
+    max_tokens: int | None = None,
 ) -> Iterator[Event]:
     """Run the pipeline, yielding events; the last one is always an "answer" event holding an `Answer`.
     With `stream` off (a caller that waits for the whole answer) the LLM is asked for one complete response
-    instead of a stream of pieces, which costs both sides less."""
+    instead of a stream of pieces, which costs both sides less. `max_tokens` caps the LLM's answer (default
+    CHAT_LLM_MAX_TOKENS)."""
     started = time.perf_counter()
     timings: dict[str, float] = {}
     if use_llm and model is None:
@@ -271,6 +273,13 @@ def answer(
             return
         yield Event("token", {"text": text})
         checked = check_citations(text, valid={s.number for s in sources})
+        # No language model's tokens were spent: the counts are the embedding model's tokens of what was read
+        # (the question and the sources) and of what was written, so that clients still see the answer's size.
+        count = embedder.tokenizer.count
+        trace["tokens"] = {
+            "prompt": count(rewritten) + sum(s.token_count or count(s.text) for s in sources),
+            "completion": count(checked.text),
+        }
         timings["total"] = time.perf_counter() - started
         yield Event(
             "answer",
@@ -285,7 +294,7 @@ def answer(
     messages = prompts.answer_messages(question=rewritten, sources=[s.as_prompt() for s in sources])
     try:
         if stream:
-            for piece in model.stream(messages, usage=usage):
+            for piece in model.stream(messages, usage=usage, max_tokens=max_tokens):
                 parts.append(piece)
                 visible = shown.feed(piece)
                 if visible:
@@ -294,7 +303,9 @@ def answer(
                 yield Event("token", {"text": tail})
         else:
             # Nothing arrives until the whole answer is made, so the wait is for all of it, not the next piece.
-            completion = model.complete(messages, timeout=settings.CHAT_LLM_ANSWER_TIMEOUT)
+            completion = model.complete(
+                messages, max_tokens=max_tokens, timeout=settings.CHAT_LLM_ANSWER_TIMEOUT
+            )
             usage = completion.usage
             parts.append(completion.text)
             if visible := shown.feed(completion.text) + shown.flush():
@@ -306,7 +317,8 @@ def answer(
         fallback = extractive.compose(
             extractive.pick_sentences(
                 question=rewritten, sources=[s.as_prompt() for s in sources], embedder=embedder
-            )
+            ),
+            label=extractive.FALLBACK_LABEL,
         )
         notice = f"**{exc.message}** The sources the answer would have used are listed below."
         text = f"{notice}\n\n{fallback}" if fallback else notice

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, cast
 from django.db.models import (
     Aggregate,
     Count,
+    Exists,
     FloatField,
     OuterRef,
     Prefetch,
@@ -59,11 +60,19 @@ def conversation_get(*, user: User, conversation_id: int) -> Conversation:
     return conversation
 
 
+def citations_for(*, user: User) -> QuerySet[Citation]:
+    """Citations annotated with `readable`: whether the user may read the cited document now. Access is checked
+    when an answer is shown, not only when it was made, so that losing access to a collection hides its quotes
+    in old conversations too (see Citation.withheld)."""
+    readable = Document.objects.filter(pk=OuterRef("document_id"), collection__in=collection_list(user=user))
+    return Citation.objects.annotate(readable=Exists(readable))
+
+
 def _messages(user: User) -> QuerySet[Message]:
     return (
         Message.objects.filter(conversation__owner_id=user.pk)
         .prefetch_related(
-            Prefetch("citations", queryset=Citation.objects.order_by("number")),
+            Prefetch("citations", queryset=citations_for(user=user).order_by("number")),
             Prefetch(
                 "feedback",
                 queryset=Feedback.objects.filter(user_id=cast(int, user.pk)),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -9,12 +11,14 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any, cast
 
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from chat import pipeline
 from chat.models import Citation, Conversation, Feedback, Message
 from config.errors import InvalidInput, ObjectNotFound, RateLimited
+from config.validators import INVISIBLE, has_invisible
+from knowledge.models import Chunk, Document
 from knowledge.selectors import collections_for_search
 
 if TYPE_CHECKING:
@@ -22,11 +26,27 @@ if TYPE_CHECKING:
 
     User = AbstractBaseUser | AnonymousUser
 
+logger = logging.getLogger(__name__)
+
 MAX_QUESTION_CHARS = 4000
+# What is shown instead of a source (and of an answer that cites it) the reader may no longer read.
+WITHHELD_SOURCE = "A source you can no longer read"
+WITHHELD_ANSWER = (
+    "This answer quoted documents you can no longer read, so it is not shown. Ask again to get an answer "
+    "from the documents you may read now."
+)
+# The first key of the advisory locks that serialize one user's questions (any constant of this project's own).
+RATE_LOCK_NAMESPACE = 7301
+# Storing an answer is tried again when a cited chunk or document is deleted between the check and the insert.
+STORE_ATTEMPTS = 3
 
 
 class ConversationNotFound(ObjectNotFound):
     """No such conversation."""
+
+
+class ConversationGone(ConversationNotFound):
+    """The conversation was deleted while the answer was being made; the answer was not kept."""
 
 
 class MessageNotFound(ObjectNotFound):
@@ -45,7 +65,7 @@ class Asked:
 
 
 def _title_from(question: str) -> str:
-    title = " ".join(question.split())
+    title = " ".join(INVISIBLE.sub(" ", question).split())
     return title if len(title) <= 80 else title[:79].rsplit(" ", 1)[0] + "…"
 
 
@@ -70,6 +90,8 @@ def conversation_rename(*, conversation: Conversation, title: str) -> Conversati
     title = " ".join(title.split())
     if not title:
         raise InvalidInput("A title cannot be empty.")
+    if has_invisible(title):
+        raise InvalidInput("A title cannot hold control or text-direction characters.")
     conversation.title = title[:200]
     conversation.save(update_fields=["title", "updated_at"])
     return conversation
@@ -81,10 +103,16 @@ def conversation_delete(*, conversation: Conversation) -> None:
 
 def _rate_limit(user: User) -> None:
     """At most CHAT_RATE_LIMIT questions in any CHAT_RATE_WINDOW seconds per user. Counted from the stored
-    questions themselves, so every web process sees the same count without a shared cache."""
+    questions themselves, so every web process sees the same count without a shared cache. Called in the
+    transaction that stores the question: a per-user advisory lock makes the count and the insert one step, so
+    that concurrent questions cannot all see room for one more."""
     limit = int(settings.CHAT_RATE_LIMIT)
     if limit <= 0:
         return
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_advisory_xact_lock(%s, %s)", [RATE_LOCK_NAMESPACE, int(user.pk or 0) % 2**31]
+        )
     window = timedelta(seconds=int(settings.CHAT_RATE_WINDOW))
     since = timezone.now() - window
     recent = list(
@@ -115,20 +143,23 @@ def question_ask_stream(
     history: Sequence[tuple[str, str]] | None = None,
     stored_in: list[Message] | None = None,
     stream: bool = True,
+    max_tokens: int | None = None,
 ) -> Iterator[dict[str, Any]]:
     """Ask a question and yield the answer as it is made: JSON-ready events, the last one "done" with the stored
     answer. `history` ((role, text) pairs) replaces the conversation's own, for clients that send the whole
     conversation each time (the OpenAI-compatible API). Raises (before the first event) InvalidInput,
     TooManyQuestions and CollectionNotReadable. `stored_in`, when given, receives the question and the answer
     as they are stored (for callers that want the rows rather than their JSON). With `stream` off the language
-    model is asked for the whole answer at once (one "token" event)."""
+    model is asked for the whole answer at once (one "token" event); `max_tokens` caps the model's answer.
+    The "done" event carries the stored answer and `usage` (prompt and completion tokens)."""
     question = question.strip()
     if not question:
         raise InvalidInput("The question is empty.")
     if len(question) > MAX_QUESTION_CHARS:
         raise InvalidInput(f"The question is longer than {MAX_QUESTION_CHARS} characters.")
-    # Everything that can refuse the question is checked before anything is written, so that a refused
-    # question leaves no empty conversation behind.
+    # Everything that can refuse the question is checked before anything is written (the rate limit again in the
+    # transaction that writes, where concurrent questions are counted one at a time), so that a refused question
+    # leaves no empty conversation behind.
     _rate_limit(user)
     chosen: list[Any] = []
     if conversation is None:
@@ -144,6 +175,7 @@ def question_ask_stream(
         )
     history = list(history) if history is not None else (_history(conversation) if conversation else [])
     with transaction.atomic():
+        _rate_limit(user)
         if conversation is None:
             conversation = Conversation.objects.create(
                 owner_id=cast(int, user.pk), title=_title_from(question)
@@ -155,11 +187,20 @@ def question_ask_stream(
                 ]
             )
         else:
+            _lock_conversation(conversation)
             if not conversation.title:
                 conversation.title = _title_from(question)
             conversation.save(update_fields=["title", "updated_at"])
         asked = Message.objects.create(conversation=conversation, role=Message.Role.USER, text=question)
-    return _stream(conversation, asked, history, collections, stored_in=stored_in, stream=stream)
+    return _stream(
+        conversation,
+        asked,
+        history,
+        collections,
+        stored_in=stored_in,
+        stream=stream,
+        max_tokens=max_tokens,
+    )
 
 
 def _stream(
@@ -170,9 +211,12 @@ def _stream(
     *,
     stored_in: list[Message] | None = None,
     stream: bool = True,
+    max_tokens: int | None = None,
 ) -> Iterator[dict[str, Any]]:
     final: pipeline.Answer | None = None
-    events = pipeline.answer(question=asked.text, history=history, collections=collections, stream=stream)
+    events = pipeline.answer(
+        question=asked.text, history=history, collections=collections, stream=stream, max_tokens=max_tokens
+    )
     try:
         yield {
             "event": "start",
@@ -190,17 +234,61 @@ def _stream(
         # is there when the user comes back to the conversation.
         for event in events:
             if event.kind == "answer":
-                _store_answer(conversation, event.data["answer"])
+                # Deleted meanwhile: nobody is left to show the answer to.
+                with contextlib.suppress(ConversationGone):
+                    _store_answer(conversation, event.data["answer"])
         raise
     assert final is not None
     stored, citations = _store_answer(conversation, final)
     if stored_in is not None:
         stored_in += [asked, stored]
-    yield {"event": "done", "message": message_as_dict(stored, citations=citations)}
+    tokens = stored.trace.get("tokens") or {}
+    prompt_tokens, completion_tokens = int(tokens.get("prompt") or 0), int(tokens.get("completion") or 0)
+    yield {
+        "event": "done",
+        "message": message_as_dict(stored, citations=citations),
+        "usage": {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+        },
+    }
 
 
-@transaction.atomic
+def _lock_conversation(conversation: Conversation) -> None:
+    """Lock the conversation's row for this transaction, so that it cannot be deleted under the rows about to be
+    written into it; raises ConversationGone when it was deleted already."""
+    if not Conversation.objects.select_for_update().filter(pk=conversation.pk).exists():
+        raise ConversationGone()
+
+
 def _store_answer(conversation: Conversation, answer: pipeline.Answer) -> tuple[Message, list[Citation]]:
+    """Store the answer and its citations. Raises ConversationGone when the conversation was deleted while the
+    answer was being made; a cited chunk or document deleted meanwhile is kept as a citation without its link."""
+    for attempt in range(STORE_ATTEMPTS):
+        try:
+            with transaction.atomic():
+                # Foreign keys are checked at each insert, not at commit: a row that vanished under a citation
+                # shows here, where it can be told apart from the rest and the store tried again without it.
+                with connection.cursor() as cursor:
+                    cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+                _lock_conversation(conversation)
+                return _write_answer(conversation, answer)
+        except IntegrityError:
+            if attempt == STORE_ATTEMPTS - 1:
+                raise
+            logger.info(
+                "a source of an answer in conversation %s was deleted meanwhile; storing again",
+                conversation.pk,
+            )
+    raise AssertionError("unreachable")
+
+
+def _write_answer(conversation: Conversation, answer: pipeline.Answer) -> tuple[Message, list[Citation]]:
+    chunk_ids = {source.chunk_ids[0] for source in answer.sources}
+    document_ids = {source.document_id for source in answer.sources}
+    live_chunks = set(Chunk.objects.filter(pk__in=chunk_ids).values_list("pk", flat=True))
+    live_documents = set(Document.objects.filter(pk__in=document_ids).values_list("pk", flat=True))
     message = Message.objects.create(
         conversation=conversation,
         role=Message.Role.ASSISTANT,
@@ -214,8 +302,8 @@ def _store_answer(conversation: Conversation, answer: pipeline.Answer) -> tuple[
             Citation(
                 message=message,
                 number=source.number,
-                chunk_id=source.chunk_ids[0],
-                document_id=source.document_id,
+                chunk_id=source.chunk_ids[0] if source.chunk_ids[0] in live_chunks else None,
+                document_id=source.document_id if source.document_id in live_documents else None,
                 title=source.title[:500],
                 section=source.section,
                 page_number=source.page,
@@ -250,25 +338,39 @@ def message_as_dict(message: Message, *, citations: Sequence[Citation] | None = 
         "id": message.pk,
         "conversation_id": message.conversation_id,
         "role": message.role,
-        "text": message.text,
+        "text": WITHHELD_ANSWER if any(c.withheld and c.cited for c in citations) else message.text,
         "answer_mode": message.answer_mode,
         "outcome": message.outcome,
         "created_at": message.created_at.isoformat(),
-        "citations": [
-            {
-                "number": c.number,
-                "chunk_id": c.chunk_id,
-                "document_id": c.document_id,
-                "title": c.title,
-                "section": c.section,
-                "page": c.page_number,
-                "start_offset": c.start_offset,
-                "end_offset": c.end_offset,
-                "quote": c.quote,
-                "cited": c.cited,
-            }
-            for c in citations
-        ],
+        "citations": [_citation_as_dict(c) for c in citations],
+    }
+
+
+def _citation_as_dict(citation: Citation) -> dict[str, Any]:
+    if citation.withheld:
+        return {
+            "number": citation.number,
+            "chunk_id": None,
+            "document_id": None,
+            "title": WITHHELD_SOURCE,
+            "section": "",
+            "page": None,
+            "start_offset": None,
+            "end_offset": None,
+            "quote": "",
+            "cited": citation.cited,
+        }
+    return {
+        "number": citation.number,
+        "chunk_id": citation.chunk_id,
+        "document_id": citation.document_id,
+        "title": citation.title,
+        "section": citation.section,
+        "page": citation.page_number,
+        "start_offset": citation.start_offset,
+        "end_offset": citation.end_offset,
+        "quote": citation.quote,
+        "cited": citation.cited,
     }
 
 

@@ -17,6 +17,9 @@ from django.core.handlers.asgi import ASGIRequest
 from django.core.serializers.json import DjangoJSONEncoder
 from django.http import HttpRequest, StreamingHttpResponse
 
+from config.api_errors import error_body, status_for
+from config.errors import DomainError
+
 logger = logging.getLogger(__name__)
 
 _END = object()
@@ -53,6 +56,9 @@ def _encode(events: Iterable[dict[str, Any]]) -> Iterator[str]:
         for event in events:
             data = {key: value for key, value in event.items() if key != "event"}
             yield sse_event(str(event["event"]), data)
+    except DomainError as exc:
+        # Refused part-way (the conversation was deleted meanwhile, say): the reason, as the JSON API gives it.
+        yield sse_event("error", {**error_body(exc), "status": status_for(exc)})
     except Exception:
         logger.exception("a streamed answer failed after it had started")
         yield sse_event("error", {"detail": "Something went wrong while answering. Please try again."})

@@ -2,7 +2,7 @@
 
 from typing import Any
 
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from ninja import NinjaAPI
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
@@ -32,6 +32,29 @@ def error_body(exc: errors.DomainError) -> dict[str, Any]:
     if exc.details:
         body["details"] = exc.details
     return body
+
+
+OPENAI_ERROR_TYPES = {401: "authentication_error", 404: "not_found_error", 429: "rate_limit_error"}
+
+
+def openai_status_for(exc: errors.DomainError) -> int:
+    """OpenAI clients expect 400 for a request they got wrong, where the other APIs say 422."""
+    status = status_for(exc)
+    return 400 if status == 422 else status
+
+
+def openai_error_body(exc: errors.DomainError) -> dict[str, Any]:
+    """The error in the shape OpenAI's API gives it, which the OpenAI SDKs read their message from."""
+    status = openai_status_for(exc)
+    kind = OPENAI_ERROR_TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
+    return {"error": {"message": exc.message, "type": kind, "param": None, "code": type(exc).__name__}}
+
+
+def openai_error_response(exc: errors.DomainError) -> JsonResponse:
+    response = JsonResponse(openai_error_body(exc), status=openai_status_for(exc))
+    for name, value in _headers(exc).items():
+        response[name] = value
+    return response
 
 
 def _headers(exc: errors.DomainError) -> dict[str, str]:

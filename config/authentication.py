@@ -10,7 +10,7 @@ from typing import Any
 from django.contrib.auth.models import AbstractBaseUser
 from django.http import HttpRequest
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
-from ninja.security import APIKeyHeader
+from ninja.security import APIKeyHeader, SessionAuth
 from rest_framework import authentication, exceptions
 from rest_framework.authtoken.models import Token
 
@@ -49,7 +49,7 @@ class TokenAuthentication(authentication.BaseAuthentication):
         return user, key
 
     def authenticate_header(self, request: Any) -> str:
-        return "Token"
+        return WWW_AUTHENTICATE
 
 
 class ApiTokenAuth(APIKeyHeader):
@@ -63,6 +63,20 @@ class ApiTokenAuth(APIKeyHeader):
         if user is not None:
             request.user = user  # type: ignore[assignment]
         return user
+
+
+class SignedInSession(SessionAuth):
+    """django-ninja: a signed-in session, with its CSRF check. A request with no signed-in session is simply not
+    authenticated by it (so that it gets 401 asking for a token), rather than refused for a missing CSRF token."""
+
+    def __call__(self, request: HttpRequest) -> Any:
+        if not request.user.is_authenticated:
+            return None
+        return super().__call__(request)
+
+
+# What a 401 names as the way to authenticate (RFC 9110 requires the header on every 401).
+WWW_AUTHENTICATE = 'Token realm="api"'
 
 
 class TokenAuthenticationScheme(OpenApiAuthenticationExtension):

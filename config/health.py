@@ -4,6 +4,7 @@ import logging
 import os
 from pathlib import Path
 
+import psycopg
 from django.conf import settings
 from django.db import connection
 from django.http import HttpRequest, JsonResponse
@@ -16,6 +17,7 @@ from config.celery import ensure_file_broker_folders
 logger = logging.getLogger(__name__)
 
 BROKER_TIMEOUT_SECONDS = 2.0
+DATABASE_TIMEOUT_SECONDS = 3
 
 
 @never_cache
@@ -37,8 +39,11 @@ def readyz(request: HttpRequest) -> JsonResponse:
 
 
 def _check_database() -> str:
+    # On a connection of its own, not one from the pool or the thread: a kept connection can still work while
+    # the server refuses new ones, and new ones are what the next requests and workers need.
     try:
-        with connection.cursor() as cursor:
+        params = {**connection.get_connection_params(), "connect_timeout": DATABASE_TIMEOUT_SECONDS}
+        with psycopg.connect(**params) as fresh, fresh.cursor() as cursor:
             cursor.execute("SELECT extversion FROM pg_extension WHERE extname = 'vector'")
             row = cursor.fetchone()
     except Exception as exc:  # noqa: BLE001 - any failure means "not ready", and its text is the reason

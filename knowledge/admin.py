@@ -276,7 +276,7 @@ class DocumentAdmin(admin.ModelAdmin[Document]):
     readonly_fields = [
         "collection",
         "source_name",
-        "file",
+        "original_file",
         "media_type",
         "size_bytes",
         "content_hash",
@@ -296,7 +296,7 @@ class DocumentAdmin(admin.ModelAdmin[Document]):
         "chunk_table",
     ]
     fieldsets = [
-        (None, {"fields": ["title", "collection", "source_name", "file", "status_badge", "error"]}),
+        (None, {"fields": ["title", "collection", "source_name", "original_file", "status_badge", "error"]}),
         (
             "Indexing",
             {
@@ -321,6 +321,16 @@ class DocumentAdmin(admin.ModelAdmin[Document]):
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # documents are added by uploading files into a collection
+
+    @admin.display(description="original file")
+    def original_file(self, document: Document) -> str:
+        # Through the permission-checked download, never the storage's own URL: files are not served at /media/.
+        return format_html(
+            '<a href="{}">{}</a> ({} bytes)',
+            reverse("document-download", args=[document.pk]),
+            document.source_name.rsplit("/", 1)[-1],
+            document.size_bytes,
+        )
 
     @admin.display(description="status", ordering="status")
     def status_badge(self, document: Document) -> str:

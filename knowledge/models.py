@@ -10,6 +10,8 @@ from django.db import models
 from django.db.models import Exists, OuterRef, Q
 from pgvector.django import HnswIndex, VectorField
 
+from config.validators import validate_visible
+
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser, User
 
@@ -43,8 +45,8 @@ class Collection(models.Model):
         PUBLIC = "public", "Every signed-in user"
         RESTRICTED = "restricted", "Only the chosen users and groups"
 
-    name = models.CharField(max_length=200, unique=True)
-    slug = models.SlugField(max_length=100, unique=True)
+    name = models.CharField(max_length=200, unique=True, validators=[validate_visible])
+    slug = models.SlugField(max_length=100, unique=True, validators=[validate_visible])
     description = models.TextField(blank=True)
     visibility = models.CharField(max_length=20, choices=Visibility.choices, default=Visibility.RESTRICTED)
     allowed_users = models.ManyToManyField(
@@ -91,9 +93,11 @@ class Document(models.Model):
         FAILED = "FAILED", "Failed"
 
     collection = models.ForeignKey(Collection, on_delete=models.CASCADE, related_name="documents")
-    title = models.CharField(max_length=500)
+    title = models.CharField(max_length=500, validators=[validate_visible])
     file = models.FileField(upload_to=document_upload_to, max_length=500)
-    source_name = models.CharField(max_length=1000, help_text="File name or path the document came from.")
+    source_name = models.CharField(
+        max_length=1000, help_text="File name or path the document came from.", validators=[validate_visible]
+    )
     media_type = models.CharField(max_length=100, blank=True, help_text="Detected from the content.")
     size_bytes = models.BigIntegerField()
     content_hash = models.CharField(max_length=64, help_text="SHA-256 of the original bytes.")
@@ -111,6 +115,10 @@ class Document(models.Model):
     attempts = models.PositiveIntegerField(default=0)
     # The ingestion task that holds the document; a retry or re-delivery of that same task may take it over.
     task_id = models.CharField(max_length=255, blank=True)
+    unqueued = models.BooleanField(
+        default=False,
+        help_text="Its indexing task could not be sent (the broker was unreachable); the recovery sweep sends it.",
+    )
     heartbeat_at = models.DateTimeField(null=True, blank=True)
     processing_started_at = models.DateTimeField(null=True, blank=True)
     indexed_at = models.DateTimeField(null=True, blank=True)

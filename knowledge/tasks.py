@@ -56,6 +56,11 @@ def recover_stalled_documents() -> int:
     return len(services.documents_recover_stalled())
 
 
+@shared_task(acks_late=True, ignore_result=True, soft_time_limit=600, time_limit=660)
+def sweep_orphan_files() -> int:
+    return len(services.document_files_sweep())
+
+
 @shared_task(acks_late=True, ignore_result=True, soft_time_limit=300, time_limit=330)
 def refresh_chunk_statistics() -> bool:
     return services.chunk_statistics_refresh()

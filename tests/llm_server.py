@@ -31,7 +31,8 @@ def cite_first_source(messages: list[dict[str, Any]]) -> str:
 class StandIn:
     def __init__(self) -> None:
         self.responder: Responder = cite_first_source
-        self.failure: str | None = None  # "401", "429", "500", "timeout", "malformed", "empty"
+        # "401", "429", "500", "timeout", "malformed", "cut" (a stream that stops before its end), "empty"
+        self.failure: str | None = None
         self.delay = 0.0  # seconds before answering (and between streamed pieces: delay / 10)
         self.requests: list[dict[str, Any]] = []
         self.model = "stand-in-model"
@@ -85,6 +86,8 @@ class StandIn:
                     return
                 time.sleep(stand_in.delay)
                 text = stand_in.responder(body.get("messages", []))
+                if failure == "empty":
+                    text = ""
                 if body.get("stream"):
                     self._stream(
                         text, include_usage=bool((body.get("stream_options") or {}).get("include_usage"))
@@ -105,6 +108,9 @@ class StandIn:
                     if stand_in.failure == "malformed" and index == 1:
                         self.wfile.write(b'data: {"choices": [{"delta": {"content": \n\n')
                         self.wfile.flush()
+                        return
+                    if stand_in.failure == "cut" and index == 3:
+                        self.close_connection = True  # no finish reason, no [DONE]: the connection just ends
                         return
                     chunk = _chunk(
                         stand_in.model,

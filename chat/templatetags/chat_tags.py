@@ -12,6 +12,7 @@ from django.utils.safestring import SafeString, mark_safe
 from chat.models import Message
 from chat.rendering import CitationLink, render_markdown
 from chat.selectors import LATENCY_STAGES, DayCount
+from chat.services import WITHHELD_ANSWER
 
 register = template.Library()
 
@@ -20,13 +21,18 @@ EXTRACTIVE_LABEL = "Extractive answer — no language model configured"
 
 @register.filter
 def answer_html(message: Message) -> SafeString:
-    """The answer's Markdown as sanitized HTML, its [n] linked to the cited passages."""
+    """The answer's Markdown as sanitized HTML, its [n] linked to the cited passages; a notice instead when it
+    cites a document the reader may no longer read."""
+    all_citations = list(message.citations.all())
+    if any(citation.withheld and citation.cited for citation in all_citations):
+        return format_html("<p>{}</p>", WITHHELD_ANSWER)
     citations = {
         citation.number: CitationLink(
             url=reverse("chat:passage", args=[citation.pk]),
             title=" — ".join(part for part in (citation.title, citation.section) if part),
         )
-        for citation in message.citations.all()
+        for citation in all_citations
+        if not citation.withheld
     }
     return mark_safe(render_markdown(message.text, citations=citations))  # noqa: S308 (sanitized by nh3)
 

@@ -58,7 +58,10 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "config.middleware.ContentSecurityPolicyMiddleware",
+    "config.middleware.SitePagesMiddleware",
     "config.middleware.DatabaseBusyMiddleware",
+    "config.middleware.RefuseNulMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -115,7 +118,9 @@ if DB_POOL_MAX_SIZE > 0:
     DATABASES["default"]["CONN_MAX_AGE"] = 0  # the pool keeps the connections; Django must not
 else:
     DATABASES["default"]["CONN_MAX_AGE"] = env.int("DJANGO_CONN_MAX_AGE", default=60)
-    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+# A kept connection is checked before it is used (the pool checks each one it hands out): one the server closed
+# (a restart, pg_terminate_backend, a failover) is replaced instead of failing the request that gets it.
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Auth, i18n, static and media ----------------------------------------------------------------------------------
@@ -250,6 +255,8 @@ CELERY_BEAT_SCHEDULE = {
         "task": "knowledge.tasks.recover_stalled_documents",
         "schedule": env.float("KNOWLEDGE_RECOVERY_INTERVAL_SECONDS", default=60.0),
     },
+    # Files left by an upload whose process was killed before its transaction committed.
+    "sweep-orphan-files": {"task": "knowledge.tasks.sweep_orphan_files", "schedule": 3600.0},
     # Analyze the chunk table after large changes, for servers where autovacuum is off or late.
     "refresh-chunk-statistics": {
         "task": "knowledge.tasks.refresh_chunk_statistics",

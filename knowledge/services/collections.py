@@ -7,6 +7,7 @@ from django.db import IntegrityError, transaction
 from django.utils.text import slugify
 
 from config.errors import Conflict, InvalidInput
+from config.validators import has_invisible, shown
 from knowledge.embeddings import check_embedding_model
 from knowledge.models import Collection
 
@@ -20,6 +21,10 @@ def collection_create(
     embedding_model: str = "",
 ) -> Collection:
     """Create a collection; raises Conflict when the name or slug is taken, InvalidInput for a bad model."""
+    if has_invisible(name) or has_invisible(slug):
+        raise InvalidInput(
+            f"A collection's name and slug cannot hold control or text-direction characters: {shown(name)!r}."
+        )
     slug = slug or slugify(name)[:100]
     if not name.strip() or not slug:
         raise InvalidInput("A collection needs a name.")

@@ -4,19 +4,23 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import IO, TYPE_CHECKING, Literal
 
 from django.conf import settings
 from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
 from django.db import DatabaseError, transaction
 from django.db.models import F
 from django.db.models.functions import Greatest
 from django.utils import timezone
 
 from config.errors import DomainError, InvalidInput
+from config.validators import has_invisible, shown
 from knowledge import parsing
 from knowledge.models import Collection, Document
 from knowledge.services import indexing
@@ -30,6 +34,10 @@ logger = logging.getLogger(__name__)
 
 
 Outcome = Literal["created", "updated", "unchanged"]
+
+NOT_QUEUED_NOTE = (
+    "; stored, but the task queue is unreachable: it will be indexed as soon as the queue is back"
+)
 
 
 @dataclass(frozen=True)
@@ -52,11 +60,11 @@ def document_add(
 
     The same bytes twice give back the existing document ("unchanged"); new bytes under a source name already in
     the collection make a new version of that document ("updated"), whose chunks replace the old ones once indexed.
-    Raises DocumentTooLarge above KNOWLEDGE_MAX_UPLOAD_BYTES and InvalidInput for an empty name.
+    When the broker cannot be reached the document is stored all the same, marked `unqueued`, and the message
+    says it will be indexed once the queue is back. Raises DocumentTooLarge above KNOWLEDGE_MAX_UPLOAD_BYTES and
+    InvalidInput for an empty name or one with control characters.
     """
-    name = name.strip().lstrip("/")
-    if not name:
-        raise InvalidInput("A document needs a file name.")
+    name = document_name_clean(name)
     data = content if isinstance(content, bytes) else _read_limited(content)
     if len(data) > settings.KNOWLEDGE_MAX_UPLOAD_BYTES:
         raise DocumentTooLarge(
@@ -64,54 +72,126 @@ def document_add(
             limit_bytes=settings.KNOWLEDGE_MAX_UPLOAD_BYTES,
         )
     content_hash = hashlib.sha256(data).hexdigest()
-    file_name = name.rsplit("/", 1)[-1][:200]
-
-    with transaction.atomic():
-        Collection.objects.select_for_update().filter(
-            pk=collection.pk
-        ).first()  # serializes adds per collection
-        same_bytes = Document.objects.filter(collection=collection, content_hash=content_hash).first()
-        if same_bytes is not None:
-            message = (
-                f"{name}: unchanged (already in {collection.slug})"
-                if same_bytes.source_name == name
-                else f"{name}: same content as {same_bytes.source_name}, not added again"
-            )
-            return DocumentAdded(same_bytes, "unchanged", message)
-
-        previous = (
-            Document.objects.select_for_update().filter(collection=collection, source_name=name).first()
-        )
-        if previous is not None:
-            old_file = previous.file.name
-            previous.content_hash = content_hash
-            previous.size_bytes = len(data)
-            previous.version = F("version") + 1
-            previous.title = title or previous.title
-            previous.file.save(file_name, ContentFile(data), save=False)
-            _reset_for_indexing(previous)
-            previous.save()
-            previous.refresh_from_db()
-            transaction.on_commit(lambda: _delete_file(previous, old_file))
-            document, message = previous, f"{name}: new version {previous.version}"
-            outcome: Outcome = "updated"
-        else:
-            document = Document(
+    written: list[str] = []  # files this call wrote, removed again if its transaction rolls back
+    try:
+        with transaction.atomic():
+            added = _add_locked(
                 collection=collection,
-                title=title or parsing.title_from_filename(name),
-                source_name=name,
-                size_bytes=len(data),
+                name=name,
+                data=data,
                 content_hash=content_hash,
-                created_by_id=created_by.pk
-                if created_by is not None and created_by.is_authenticated
-                else None,
+                created_by=created_by,
+                title=title,
+                enqueue=enqueue,
+                written=written,
             )
-            document.file.save(file_name, ContentFile(data), save=False)
-            document.save()
-            outcome, message = "created", f"{name}: added"
-        if enqueue:
-            _enqueue_ingest(document.pk)
-    return DocumentAdded(document, outcome, message)
+    except BaseException:
+        for file_name in written:
+            default_storage.delete(file_name)
+        raise
+    # The task was sent on commit, just now (unless a caller's transaction is still open): say so when it could
+    # not be.
+    if (
+        added.queued
+        and not transaction.get_connection().in_atomic_block
+        and Document.objects.filter(pk=added.document.pk, unqueued=True).exists()
+    ):
+        added.document.unqueued = True
+        return DocumentAdded(added.document, added.outcome, added.message + NOT_QUEUED_NOTE)
+    return DocumentAdded(added.document, added.outcome, added.message)
+
+
+@dataclass(frozen=True)
+class _Added:
+    document: Document
+    outcome: Outcome
+    message: str
+    queued: bool
+
+
+def _add_locked(
+    *,
+    collection: Collection,
+    name: str,
+    data: bytes,
+    content_hash: str,
+    created_by: AbstractBaseUser | AnonymousUser | None,
+    title: str,
+    enqueue: bool,
+    written: list[str],
+) -> _Added:
+    Collection.objects.select_for_update().filter(pk=collection.pk).first()  # serializes adds per collection
+    same_bytes = Document.objects.filter(collection=collection, content_hash=content_hash).first()
+    if same_bytes is not None:
+        message = (
+            f"{name}: unchanged (already in {collection.slug})"
+            if same_bytes.source_name == name
+            else f"{name}: same content as {same_bytes.source_name}, not added again"
+        )
+        # Its task never reached the broker: sending it again is what uploading it again is for.
+        resend = enqueue and same_bytes.unqueued and same_bytes.status == Document.Status.PENDING
+        if resend:
+            _enqueue_ingest(same_bytes.pk)
+        return _Added(same_bytes, "unchanged", message, queued=resend)
+
+    file_name = storage_file_name(name)
+    previous = Document.objects.select_for_update().filter(collection=collection, source_name=name).first()
+    outcome: Outcome
+    if previous is not None:
+        old_file = previous.file.name
+        previous.content_hash = content_hash
+        previous.size_bytes = len(data)
+        previous.version = F("version") + 1
+        previous.title = title or previous.title
+        previous.file.save(file_name, ContentFile(data), save=False)
+        written.append(previous.file.name)
+        _reset_for_indexing(previous)
+        previous.save()
+        previous.refresh_from_db()
+        transaction.on_commit(lambda: _delete_file(previous, old_file))
+        document, message, outcome = previous, f"{name}: new version {previous.version}", "updated"
+    else:
+        document = Document(
+            collection=collection,
+            title=title or parsing.title_from_filename(name),
+            source_name=name,
+            size_bytes=len(data),
+            content_hash=content_hash,
+            created_by_id=created_by.pk if created_by is not None and created_by.is_authenticated else None,
+        )
+        document.file.save(file_name, ContentFile(data), save=False)
+        written.append(document.file.name)
+        document.save()
+        outcome, message = "created", f"{name}: added"
+    if enqueue:
+        _enqueue_ingest(document.pk)
+    return _Added(document, outcome, message, queued=enqueue)
+
+
+def document_name_clean(name: str) -> str:
+    """A document's source name as given, without leading slashes; raises InvalidInput for an empty name or
+    one holding control or bidirectional-override characters (shown to staff in lists and commands)."""
+    cleaned = name.strip().lstrip("/")
+    if not cleaned:
+        raise InvalidInput("A document needs a file name.")
+    if has_invisible(cleaned):
+        raise InvalidInput(
+            f"The file name {shown(cleaned)!r} holds control or text-direction characters; rename the file.",
+            file=shown(cleaned),
+        )
+    return cleaned
+
+
+def storage_file_name(name: str) -> str:
+    """The name the file is stored under: the last part of its source name in characters any file system
+    takes, or "document" when none of them is left (a file named "@@@"); the source name itself is kept as given."""
+    base = name.rsplit("/", 1)[-1]
+    stem, dot, suffix = base.rpartition(".")
+    if not dot:
+        stem, suffix = base, ""
+    safe_stem = re.sub(r"[^\w.-]+", "_", stem, flags=re.ASCII).strip("._")[:180] or "document"
+    safe_suffix = re.sub(r"[^\w]+", "", suffix, flags=re.ASCII)[:16]
+    return f"{safe_stem}.{safe_suffix}" if safe_suffix else safe_stem
 
 
 def document_import(
@@ -278,3 +358,39 @@ def document_delete(*, document: Document) -> None:
     with transaction.atomic():
         document.delete()
         transaction.on_commit(lambda: storage.delete(file_name) if file_name else None)
+
+
+# A file younger than this may belong to an upload whose transaction has not committed yet.
+ORPHAN_FILE_AGE = timedelta(hours=1)
+DOCUMENTS_FOLDER = "documents"
+
+
+def document_files_sweep(*, older_than: timedelta = ORPHAN_FILE_AGE) -> list[str]:
+    """Delete stored files that no document refers to (left by a process killed in the middle of an upload,
+    before its transaction committed) once they are `older_than`; returns their names."""
+    storage = default_storage
+    cutoff = timezone.now() - older_than
+    referenced = set(Document.objects.values_list("file", flat=True))
+    removed: list[str] = []
+    pending = [DOCUMENTS_FOLDER]
+    while pending:
+        folder = pending.pop()
+        try:
+            folders, files = storage.listdir(folder)
+        except FileNotFoundError:
+            continue
+        pending.extend(f"{folder}/{name}" for name in folders)
+        for name in files:
+            path = f"{folder}/{name}"
+            if path in referenced:
+                continue
+            try:
+                if storage.get_modified_time(path) >= cutoff:
+                    continue
+                storage.delete(path)
+            except FileNotFoundError:
+                continue
+            removed.append(path)
+    if removed:
+        logger.warning("removed %d stored files no document refers to: %s", len(removed), removed[:10])
+    return removed

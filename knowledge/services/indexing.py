@@ -17,6 +17,7 @@ from django.db import transaction
 from django.db.models import Q, Value
 from django.db.models.expressions import Combinable
 from django.utils import timezone
+from kombu.exceptions import OperationalError as BrokerOperationalError
 
 from knowledge import chunking, parsing
 from knowledge.embeddings import Embedder, get_embedder
@@ -25,12 +26,29 @@ from knowledge.services.errors import TRANSIENT_ERRORS, DocumentNotFound
 
 logger = logging.getLogger(__name__)
 
+# What sending a task raises when the broker cannot be reached (kombu wraps the transports' own errors).
+BROKER_ERRORS = (BrokerOperationalError, OSError)
+
 
 def _enqueue_ingest(document_id: int) -> None:
+    # Only after the row is committed, or the worker could look for a document that is not there yet.
+    transaction.on_commit(lambda: document_send(document_id=document_id))
+
+
+def document_send(*, document_id: int) -> bool:
+    """Send the document's indexing task to the broker; False when the broker cannot be reached. The document is
+    stored either way: one not sent is marked `unqueued`, and the recovery sweep sends it once the broker is back
+    (uploading it again does too)."""
     from knowledge.tasks import ingest_document
 
-    # Only after the row is committed, or the worker could look for a document that is not there yet.
-    transaction.on_commit(lambda: ingest_document.delay(document_id))
+    try:
+        ingest_document.delay(document_id)
+    except BROKER_ERRORS as exc:
+        logger.warning("document %s is stored but its task could not be sent: %s", document_id, exc)
+        Document.objects.filter(pk=document_id).update(unqueued=True)
+        return False
+    Document.objects.filter(pk=document_id, unqueued=True).update(unqueued=False)
+    return True
 
 
 @dataclass(frozen=True)
@@ -268,8 +286,11 @@ def _write_chunks(
 ) -> None:
     with transaction.atomic():
         # The collection row is the lock a re-embed's switch takes too, so the model cannot change under us.
-        collection = Collection.objects.select_for_update().get(pk=document.collection_id)
-        locked = Document.objects.select_for_update().get(pk=document.pk)
+        collection = Collection.objects.select_for_update().filter(pk=document.collection_id).first()
+        locked = Document.objects.select_for_update().filter(pk=document.pk).first()
+        if collection is None or locked is None:
+            logger.info("document %s was deleted while it was being indexed", document.pk)
+            return
         if locked.status != Document.Status.PROCESSING or locked.content_hash != document.content_hash:
             return  # re-ingested, replaced or taken over meanwhile: the newer run writes
         model_name = collection.embedding_model
@@ -348,7 +369,8 @@ def _fail(document: Document, reason: str) -> None:
 
 
 def documents_recover_stalled() -> list[int]:
-    """Queue again the documents whose worker died and those whose message was lost; returns their ids."""
+    """Queue again the documents whose worker died, those whose message was lost and those whose message could not
+    be sent; returns their ids."""
     now = timezone.now()
     stale = now - timedelta(seconds=settings.KNOWLEDGE_INGEST_STALE_SECONDS)
     forgotten = now - timedelta(seconds=settings.KNOWLEDGE_INGEST_REQUEUE_SECONDS)
@@ -356,6 +378,7 @@ def documents_recover_stalled() -> list[int]:
         Document.objects.filter(
             Q(status=Document.Status.PROCESSING, heartbeat_at__lt=stale)
             | Q(status=Document.Status.PENDING, updated_at__lt=forgotten)
+            | Q(status=Document.Status.PENDING, unqueued=True)
         ).values_list("pk", flat=True)
     )
     if ids:

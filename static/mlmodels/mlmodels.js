@@ -107,7 +107,7 @@
         const bar = result.querySelector('[data-bar="' + digit + '"]');
         const label = result.querySelector('[data-pct="' + digit + '"]');
         const row = result.querySelector('[data-bar-row="' + digit + '"]');
-        if (bar) bar.style.setProperty("--p", percent + "%");
+        if (bar) bar.value = Number(percent);
         if (label) label.textContent = percent + " %";
         if (row) row.classList.toggle("best", digit === best);
       });

@@ -131,6 +131,8 @@ def test_document_text_cannot_act_as_instructions(django_capture_on_commit_callb
         ("500", "server failed (HTTP 500)"),
         ("timeout", "did not answer in time"),
         ("malformed", "malformed"),
+        ("cut", "cut off before its end"),
+        ("empty", "returned an empty answer"),
     ],
 )
 def test_llm_failures_become_a_clear_message_and_sources_are_still_given(
@@ -144,7 +146,16 @@ def test_llm_failures_become_a_clear_message_and_sources_are_still_given(
     assert message in answer.text
     assert answer.sources
     assert "pg_dump" in answer.text  # the extractive fallback below the notice
-    assert answer.trace["error"]["kind"] in {"auth", "rate_limit", "server", "timeout", "malformed"}
+    assert answer.trace["error"]["kind"] in {
+        "auth",
+        "rate_limit",
+        "server",
+        "timeout",
+        "malformed",
+        "truncated",
+        "empty",
+    }
+    assert "no language model is configured" not in answer.text  # one is, and it failed
     assert any("the LLM failed" in record.message for record in caplog.records)
     assert any(e.kind == "sources" for e in events)
 

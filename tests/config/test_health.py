@@ -30,14 +30,14 @@ def test_readyz_names_the_broker_when_it_is_unreachable(client, settings):
 
 
 def test_readyz_names_the_database_when_it_is_unreachable(client, monkeypatch):
-    from django.db import OperationalError
+    import psycopg
 
     from config import health
 
-    def broken_cursor():
-        raise OperationalError("connection refused")
+    def refused(**params):
+        raise psycopg.OperationalError("connection refused")
 
-    monkeypatch.setattr(health.connection, "cursor", broken_cursor)
+    monkeypatch.setattr(health.psycopg, "connect", refused)
 
     response = client.get("/readyz")
 

@@ -5,6 +5,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tqdm import tqdm
 
+from config.validators import shown
 from knowledge import services
 from knowledge.models import Collection, Document
 
@@ -115,7 +116,9 @@ class Command(BaseCommand):
             )
         )
         for name, reason in failures:
-            self.stdout.write(self.style.ERROR(f"  FAILED {name}: {reason}"))
+            # A file name can hold a newline or a text-direction override: printed as "?" so that each
+            # failure stays one line that reads as it is.
+            self.stdout.write(self.style.ERROR(f"  FAILED {shown(name)}: {shown(reason)}"))
 
 
 def _collect(paths: list[Path]) -> tuple[list[tuple[Path, str]], list[Path]]:
