@@ -31,6 +31,8 @@ class MultipleFileInput(forms.ClearableFileInput):
 class MultipleFileField(forms.FileField):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("widget", MultipleFileInput(attrs={"multiple": True}))
+        # An empty file is refused by the service, by name, without refusing the files chosen with it.
+        kwargs.setdefault("allow_empty_file", True)
         super().__init__(*args, **kwargs)
 
     def clean(self, data: Any, initial: Any = None) -> list[Any]:
@@ -165,22 +167,25 @@ class CollectionAdmin(admin.ModelAdmin[Collection]):
             return HttpResponseRedirect(reverse("admin:index"))
         form = UploadForm(request.POST or None, request.FILES or None)
         if request.method == "POST" and form.is_valid():
-            counts = {"created": 0, "updated": 0, "unchanged": 0}
-            for upload in form.cleaned_data["documents"]:
-                try:
-                    added = services.document_add(
-                        collection=collection, name=upload.name, content=upload, created_by=request.user
-                    )
-                except DomainError as exc:
-                    messages.error(request, exc.message)
-                    continue
-                counts[added.outcome] += 1
-                if added.outcome != "created":
-                    messages.info(request, added.message)
+            counts = {"created": 0, "updated": 0, "unchanged": 0, "rejected": 0}
+            for item in services.documents_import(
+                collection=collection,
+                files=[
+                    (upload.name, services.file_reader(upload)) for upload in form.cleaned_data["documents"]
+                ],
+                index_now=False,
+                created_by=request.user,
+            ):
+                counts[item.outcome] += 1
+                if item.outcome == "rejected":
+                    messages.error(request, f"Not added: {item.message}")
+                elif item.outcome != "created" or (item.document is not None and item.document.unqueued):
+                    messages.info(request, item.message)
             messages.success(
                 request,
-                f"{counts['created']} added, {counts['updated']} updated, {counts['unchanged']} unchanged; "
-                "indexing runs in the background.",
+                f"{counts['created']} added, {counts['updated']} updated, {counts['unchanged']} unchanged"
+                + (f", {counts['rejected']} not added (named above)" if counts["rejected"] else "")
+                + "; indexing runs in the background.",
             )
             return HttpResponseRedirect(
                 reverse("admin:knowledge_document_changelist") + f"?collection__id__exact={collection.pk}"

@@ -103,7 +103,10 @@ class DocumentOut(serializers.ModelSerializer[Document]):
 class UploadIn(serializers.Serializer[Any]):
     collection = serializers.SlugField(help_text="Slug of the collection to add the files to.")
     files = serializers.ListField(
-        child=serializers.FileField(), allow_empty=False, help_text="One or many files."
+        # Empty files are refused by the service, by name, like every other refused file.
+        child=serializers.FileField(allow_empty_file=True),
+        allow_empty=False,
+        help_text="One or many files.",
     )
     title = serializers.CharField(
         required=False, allow_blank=True, default="", help_text="Only with one file."
@@ -112,9 +115,32 @@ class UploadIn(serializers.Serializer[Any]):
 
 class UploadResultOut(serializers.Serializer[Any]):
     name = serializers.CharField()
-    outcome = serializers.ChoiceField(choices=["created", "updated", "unchanged"])
+    outcome = serializers.ChoiceField(choices=["created", "updated", "unchanged", "rejected"])
     message = serializers.CharField()
-    document = DocumentOut()
+    document = DocumentOut(allow_null=True, help_text="The stored document; null for a rejected file.")
+
+
+class ErrorOut(serializers.Serializer[Any]):
+    detail = serializers.CharField(help_text="What went wrong, for people.")
+    code = serializers.CharField(required=False, help_text="The error's kind, for programs.")
+    details = serializers.DictField(required=False, help_text="More about it (which files, which limit).")
+
+
+ERROR_RESPONSE = OpenApiResponse(ErrorOut, description="An error, with a message for people.")
+
+
+class UploadRefused(InvalidInput):
+    """No file of the upload was accepted."""
+
+
+def _refused(results: list[services.Imported]) -> InvalidInput | PayloadTooLarge:
+    files = [{"name": item.name, "reason": item.message} for item in results]
+    reasons = " ".join(item.message for item in results)
+    if all(isinstance(item.error, PayloadTooLarge) for item in results):
+        return services.DocumentTooLarge(
+            f"Nothing was uploaded: {reasons}", files=files, limit_bytes=settings.KNOWLEDGE_MAX_UPLOAD_BYTES
+        )
+    return UploadRefused(f"Nothing was uploaded: {reasons}", files=files)
 
 
 class ChunkOut(serializers.ModelSerializer[Chunk]):
@@ -160,6 +186,7 @@ class CollectionViewSet(
         payload = CollectionIn(data=request.data)
         payload.is_valid(raise_exception=True)
         collection = services.collection_create(**payload.validated_data)
+        collection.document_count = 0  # type: ignore[attr-defined]  # as the listing annotates it
         return Response(CollectionOut(collection).data, status=status.HTTP_201_CREATED)
 
 
@@ -191,10 +218,25 @@ class DocumentViewSet(
         request={"multipart/form-data": UploadIn},
         responses={
             201: UploadResultOut(many=True),
-            413: OpenApiResponse(description="A file (or the request) is larger than the upload limit."),
+            200: OpenApiResponse(
+                UploadResultOut(many=True),
+                description="Every file was already in the collection (unchanged).",
+            ),
+            400: ERROR_RESPONSE,
+            401: ERROR_RESPONSE,
+            403: ERROR_RESPONSE,
+            404: ERROR_RESPONSE,
+            413: OpenApiResponse(
+                ErrorOut, description="The request, or every file in it, is over the limit."
+            ),
+            422: OpenApiResponse(ErrorOut, description="Every file was refused; `details.files` names each."),
         },
-        description="Upload one or many files into a collection. The same bytes twice return the existing "
-        "document (outcome `unchanged`); new bytes under an existing file name make a new version (`updated`).",
+        description="Upload one or many files into a collection. Each file settles on its own, as in admin and "
+        "`manage.py ingest`: every acceptable file is stored and queued for indexing, every refused one (empty, "
+        "over the per-file limit, a name with control characters) is listed with outcome `rejected` and the "
+        "reason, by its name. 201 when a file was added or updated, 200 when every file was already there (the "
+        "same bytes return the existing document, outcome `unchanged`), 413/422 when no file was accepted. New "
+        "bytes under an existing file name make a new version (`updated`).",
     )
     def create(self, request: Request) -> Response:
         length = int(request.META.get("CONTENT_LENGTH") or 0)
@@ -215,29 +257,30 @@ class DocumentViewSet(
         title = payload.validated_data["title"]
         if title and len(uploads) > 1:
             raise InvalidInput("A title can only be given when one file is uploaded.")
-        # All or nothing: one file over the limit refuses the upload before any file is stored.
-        for upload in uploads:
-            if upload.size > settings.KNOWLEDGE_MAX_UPLOAD_BYTES:
-                raise services.DocumentTooLarge(
-                    f"{upload.name} is {upload.size / 1e6:.1f} MB; the limit is "
-                    f"{settings.KNOWLEDGE_MAX_UPLOAD_BYTES / 1e6:.1f} MB per file. Nothing was uploaded.",
-                    file=upload.name,
-                    limit_bytes=settings.KNOWLEDGE_MAX_UPLOAD_BYTES,
-                )
-        results = []
-        for upload in uploads:
-            added = services.document_add(
-                collection=collection, name=upload.name, content=upload, created_by=request.user, title=title
+        results = list(
+            services.documents_import(
+                collection=collection,
+                files=[(upload.name, services.file_reader(upload)) for upload in uploads],
+                index_now=False,
+                created_by=request.user,
+                title=title,
             )
-            results.append(
-                {
-                    "name": upload.name,
-                    "outcome": added.outcome,
-                    "message": added.message,
-                    "document": DocumentOut(added.document, context={"request": request}).data,
-                }
-            )
-        return Response(results, status=status.HTTP_201_CREATED)
+        )
+        if all(item.outcome == "rejected" for item in results):
+            raise _refused(results)
+        body = [
+            {
+                "name": item.name,
+                "outcome": item.outcome,
+                "message": item.message,
+                "document": None
+                if item.document is None
+                else DocumentOut(item.document, context={"request": request}).data,
+            }
+            for item in results
+        ]
+        added = any(item.outcome in ("created", "updated") for item in results)
+        return Response(body, status=status.HTTP_201_CREATED if added else status.HTTP_200_OK)
 
     def perform_destroy(self, instance: Document) -> None:
         services.document_delete(document=instance)

@@ -11,12 +11,14 @@ from knowledge.services.documents import (
     document_import,
     document_reingest,
     documents_import,
+    file_reader,
 )
 from knowledge.services.errors import (
     TRANSIENT_ERRORS,
     CollectionNotFound,
     DocumentNotFound,
     DocumentTooLarge,
+    EmptyDocument,
     ReembedInProgress,
 )
 from knowledge.services.indexing import (
@@ -38,6 +40,7 @@ __all__ = [
     "DocumentAdded",
     "DocumentNotFound",
     "DocumentTooLarge",
+    "EmptyDocument",
     "Imported",
     "Outcome",
     "ReembedInProgress",
@@ -57,4 +60,5 @@ __all__ = [
     "documents_index",
     "documents_recover_stalled",
     "documents_wait",
+    "file_reader",
 ]

@@ -24,7 +24,7 @@ from config.validators import has_invisible, shown
 from knowledge import parsing
 from knowledge.models import Collection, Document
 from knowledge.services import indexing
-from knowledge.services.errors import DocumentTooLarge
+from knowledge.services.errors import DocumentTooLarge, EmptyDocument
 from knowledge.services.indexing import _enqueue_ingest, document_ingest
 
 if TYPE_CHECKING:
@@ -61,8 +61,8 @@ def document_add(
     The same bytes twice give back the existing document ("unchanged"); new bytes under a source name already in
     the collection make a new version of that document ("updated"), whose chunks replace the old ones once indexed.
     When the broker cannot be reached the document is stored all the same, marked `unqueued`, and the message
-    says it will be indexed once the queue is back. Raises DocumentTooLarge above KNOWLEDGE_MAX_UPLOAD_BYTES and
-    InvalidInput for an empty name or one with control characters.
+    says it will be indexed once the queue is back. Raises DocumentTooLarge above KNOWLEDGE_MAX_UPLOAD_BYTES,
+    EmptyDocument for an empty file and InvalidInput for an empty name or one with control characters.
     """
     name = document_name_clean(name)
     data = content if isinstance(content, bytes) else _read_limited(content)
@@ -71,6 +71,8 @@ def document_add(
             f"{name} is {len(data) / 1e6:.1f} MB; the limit is {settings.KNOWLEDGE_MAX_UPLOAD_BYTES / 1e6:.1f} MB.",
             limit_bytes=settings.KNOWLEDGE_MAX_UPLOAD_BYTES,
         )
+    if not data:
+        raise EmptyDocument(f"{name} is empty (0 bytes): there is nothing to index.", file=name)
     content_hash = hashlib.sha256(data).hexdigest()
     written: list[str] = []  # files this call wrote, removed again if its transaction rolls back
     try:
@@ -216,6 +218,7 @@ class Imported:
     outcome: Outcome | Literal["rejected"]
     message: str
     document: Document | None
+    error: DomainError | None = None  # why a rejected file was refused
 
 
 @dataclass
@@ -229,13 +232,19 @@ def documents_import(
     collection: Collection,
     files: Iterable[tuple[str, Callable[[], bytes]]],
     index_now: bool,
+    created_by: AbstractBaseUser | AnonymousUser | None = None,
+    title: str = "",
     group_size: int = 16,
 ) -> Iterator[Imported]:
     """Add many files (name, reader) to `collection`, yielding each file's outcome once it is settled.
 
+    The one policy for many files, whichever way they come in (admin upload, API upload, `manage.py ingest`):
+    each file settles on its own. A file that cannot be read or is refused (empty, too large, a name with
+    control characters) comes back as "rejected" with its name and the reason; nothing stops the rest, and
+    nothing already stored is undone. `title` is for a single file.
+
     With `index_now`, files are indexed in this process in groups of `group_size`, their chunks embedded
-    together (see documents_index); otherwise they are queued for the workers. A file that cannot be read or is
-    refused comes back as "rejected" with the reason; nothing stops the rest.
+    together (see documents_index); otherwise they are queued for the workers.
 
     Indexing in this process is a pipeline: while one group is embedded on a second thread (the model's
     runtime, ONNX Runtime or torch, leaves the interpreter while it computes), this thread writes the group before it and reads and parses the group
@@ -280,9 +289,19 @@ def documents_import(
     try:
         for name, read in files:
             try:
-                added = document_add(collection=collection, name=name, content=read(), enqueue=not index_now)
-            except (DomainError, OSError) as exc:
-                yield Imported(name, "rejected", str(getattr(exc, "message", exc)), None)
+                added = document_add(
+                    collection=collection,
+                    name=name,
+                    content=read(),
+                    enqueue=not index_now,
+                    created_by=created_by,
+                    title=title,
+                )
+            except DomainError as exc:
+                yield Imported(name, "rejected", exc.message, None, exc)
+                continue
+            except OSError as exc:
+                yield Imported(name, "rejected", f"{name} could not be read ({exc.strerror or exc}).", None)
                 continue
             document = added.document
             if not index_now or (added.outcome == "unchanged" and document.status == Document.Status.READY):
@@ -317,6 +336,12 @@ def documents_import(
                 )
             except DatabaseError:
                 logger.warning("could not put documents %s back to PENDING", claimed_ids(), exc_info=True)
+
+
+def file_reader(stream: IO[bytes]) -> Callable[[], bytes]:
+    """A reader for `documents_import` of an open file (an upload), that never reads more than one byte past
+    KNOWLEDGE_MAX_UPLOAD_BYTES (the service refuses what is over it)."""
+    return lambda: _read_limited(stream)
 
 
 def _read_limited(stream: IO[bytes]) -> bytes:

@@ -2,7 +2,7 @@
 
 from django.db import InterfaceError, OperationalError
 
-from config.errors import Conflict, ObjectNotFound, PayloadTooLarge
+from config.errors import Conflict, InvalidInput, ObjectNotFound, PayloadTooLarge
 
 # Errors of the database connection are worth a retry; anything else about a document is final.
 TRANSIENT_ERRORS: tuple[type[Exception], ...] = (OperationalError, InterfaceError)
@@ -18,6 +18,10 @@ class CollectionNotFound(ObjectNotFound):
 
 class DocumentTooLarge(PayloadTooLarge):
     """The file is larger than the upload limit."""
+
+
+class EmptyDocument(InvalidInput):
+    """The file is empty."""
 
 
 class ReembedInProgress(Conflict):

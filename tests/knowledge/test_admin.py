@@ -37,6 +37,28 @@ def test_staff_upload_many_files_into_a_collection(
     assert Document.objects.filter(collection=collection, status=Document.Status.READY).count() == 4
 
 
+def test_an_empty_file_in_an_admin_upload_is_named_and_the_other_files_are_added(
+    staff_client, collection, django_capture_on_commit_callbacks
+):
+    files = [
+        SimpleUploadedFile("first.md", b"# First\n\nbody"),
+        SimpleUploadedFile("blank.md", b""),
+        SimpleUploadedFile("last.md", b"# Last\n\nbody"),
+    ]
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = staff_client.post(
+            reverse("admin:knowledge_collection_upload", args=[collection.pk]),
+            {"documents": files},
+            follow=True,
+        )
+
+    page = response.content.decode()
+    assert set(Document.objects.values_list("source_name", flat=True)) == {"first.md", "last.md"}
+    assert "Not added: blank.md is empty" in page
+    assert "2 added, 0 updated, 0 unchanged, 1 not added" in page
+
+
 def test_document_list_shows_status_progress_and_errors(
     staff_client, collection, django_capture_on_commit_callbacks
 ):

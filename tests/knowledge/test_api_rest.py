@@ -55,23 +55,67 @@ def test_uploading_the_same_bytes_again_reports_the_existing_document(api, staff
     content = b"# Same\n\nIdentical bytes."
     first = upload(api, staff_token, "public", SimpleUploadedFile("a.md", content)).json()[0]
 
-    again = upload(api, staff_token, "public", SimpleUploadedFile("b.md", content)).json()[0]
+    response = upload(api, staff_token, "public", SimpleUploadedFile("b.md", content))
+    again = response.json()[0]
 
+    assert response.status_code == 200  # nothing was created
     assert again["outcome"] == "unchanged"
     assert again["document"]["id"] == first["document"]["id"]
     assert Document.objects.count() == 1
 
 
-def test_a_file_over_the_limit_is_refused_with_413_and_nothing_is_stored(api, staff_token, public, settings):
+def test_a_file_over_the_limit_is_refused_by_name_and_the_others_are_stored(
+    api, staff_token, public, settings
+):
     settings.KNOWLEDGE_MAX_UPLOAD_BYTES = 1000
     small = SimpleUploadedFile("small.txt", b"fits")
     large = SimpleUploadedFile("large.txt", b"x" * 1001)
 
     response = upload(api, staff_token, "public", small, large)
 
-    assert response.status_code == 413
-    assert "large.txt" in response.json()["detail"]
+    assert response.status_code == 201
+    assert [(item["name"], item["outcome"]) for item in response.json()] == [
+        ("small.txt", "created"),
+        ("large.txt", "rejected"),
+    ]
+    assert "large.txt" in response.json()[1]["message"] and response.json()[1]["document"] is None
+    assert list(Document.objects.values_list("source_name", flat=True)) == ["small.txt"]
+
+
+def test_when_every_file_is_refused_nothing_is_stored_and_each_is_named(api, staff_token, public, settings):
+    settings.KNOWLEDGE_MAX_UPLOAD_BYTES = 1000
+
+    too_large = upload(api, staff_token, "public", SimpleUploadedFile("large.txt", b"x" * 1001))
+    empty = upload(
+        api,
+        staff_token,
+        "public",
+        SimpleUploadedFile("empty.md", b""),
+        SimpleUploadedFile("big.md", b"y" * 1001),
+    )
+
+    assert too_large.status_code == 413 and "large.txt" in too_large.json()["detail"]
+    assert empty.status_code == 422
+    assert [f["name"] for f in empty.json()["details"]["files"]] == ["empty.md", "big.md"]
+    assert "empty" in empty.json()["details"]["files"][0]["reason"]
     assert Document.objects.count() == 0
+
+
+def test_an_empty_file_among_others_is_named_and_the_rest_are_stored(api, staff_token, public):
+    response = upload(
+        api,
+        staff_token,
+        "public",
+        SimpleUploadedFile("notes.md", b"# Notes\n\nText."),
+        SimpleUploadedFile("blank.md", b""),
+    )
+
+    assert response.status_code == 201
+    assert [(item["name"], item["outcome"]) for item in response.json()] == [
+        ("notes.md", "created"),
+        ("blank.md", "rejected"),
+    ]
+    assert "blank.md is empty" in response.json()[1]["message"]
 
 
 def test_upload_without_files_is_a_clear_400(api, staff_token, public):

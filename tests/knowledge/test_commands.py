@@ -29,8 +29,10 @@ def test_ingest_walks_folders_and_reports_failures_with_a_nonzero_exit(folder, c
 
     output = capsys.readouterr().out
     assert exit_info.value.code == 1
-    assert "docs: 4 added, 0 updated, 0 unchanged, 1 failed, 1 skipped" in output
-    assert "FAILED empty.txt: The file is empty." in output
+    assert "docs: 3 added, 0 updated, 0 unchanged, 1 failed, 1 skipped" in output
+    # Refused before it is stored, as every entry point refuses an empty file.
+    assert "FAILED empty.txt: empty.txt is empty (0 bytes)" in output
+    assert not Document.objects.filter(source_name="empty.txt").exists()
     collection = Collection.objects.get(slug="docs")
     assert collection.visibility == Collection.Visibility.PUBLIC
     assert set(

@@ -2,6 +2,7 @@
 their collection may no longer be read."""
 
 import importlib
+import re
 
 import pytest
 from django.test import override_settings
@@ -88,3 +89,71 @@ def test_quotes_of_a_collection_the_reader_lost_are_hidden_in_old_answers(
     assert all(c["quote"] == "" for c in seen["citations"])
     assert "fourth of May" not in html and "can no longer read" in html
     assert Citation.objects.filter(quote__contains="fourth of May").exists()  # kept, only not shown
+
+
+PAGES_TO_CHECK = ["/", "/models/", "/models/digits/", "/models/titanic/", "/accounts/login/"]
+
+
+@pytest.mark.parametrize("path", PAGES_TO_CHECK)
+def test_pages_carry_a_strict_content_security_policy_and_need_nothing_inline(client, reader, path):
+    client.force_login(reader)
+
+    response = client.get(path, follow=True)
+
+    assert response.status_code == 200
+    policy = response["Content-Security-Policy"]
+    html = response.content.decode()
+    assert "script-src 'self';" in policy and "style-src 'self';" in policy
+    assert "unsafe-inline" not in policy
+    assert re.search(r"<script(?![^>]*\bsrc=)(?![^>]*application/json)", html) is None  # no inline script
+    assert "<style" not in html and " style=" not in html and not re.search(r"\son[a-z]+=", html)
+
+
+def test_admin_pages_allow_inline_styles_but_never_inline_scripts(client, staff_user):
+    client.force_login(staff_user)
+
+    policy = client.get("/admin/")["Content-Security-Policy"]
+
+    assert "style-src 'self' 'unsafe-inline'" in policy and "script-src 'self';" in policy
+
+
+@pytest.mark.parametrize("debug", [False, True])
+def test_a_missing_page_is_the_sites_own_page_in_every_mode(client, reader, settings, debug):
+    settings.DEBUG = debug
+    client.force_login(reader)
+
+    missing = client.get("/no-such-page/")
+    other_users = client.get("/conversations/999999/")
+
+    for response in (missing, other_users):
+        assert response.status_code == 404
+        html = response.content.decode()
+        assert "Not found" in html and "Back to your conversations" in html
+        assert "DEBUG = True" not in html and "URLconf" not in html
+
+
+def test_a_crash_is_the_sites_own_page_even_under_debug(client, reader, settings, monkeypatch):
+    from chat import views
+
+    settings.DEBUG = True
+    client.raise_request_exception = False
+    client.force_login(reader)
+
+    def crash(request):
+        raise RuntimeError("a secret detail of the crash")
+
+    monkeypatch.setattr(views.selectors, "conversation_overview", lambda **kwargs: crash(None))
+    response = client.get("/")
+
+    assert response.status_code == 500
+    assert "Something went wrong" in response.content.decode()
+    assert "a secret detail" not in response.content.decode()
+
+
+def test_browsers_find_the_favicon(client):
+    response = client.get("/favicon.ico", follow=True)
+
+    assert response.status_code == 200
+    assert (
+        b"<svg" in b"".join(response.streaming_content) if response.streaming else b"<svg" in response.content
+    )

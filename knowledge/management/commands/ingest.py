@@ -1,5 +1,6 @@
 import sys
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
@@ -49,7 +50,7 @@ class Command(BaseCommand):
         ids: list[int] = []
         imported = services.documents_import(
             collection=collection,
-            files=((name, path.read_bytes) for path, name in files),
+            files=((name, _reader(path)) for path, name in files),
             index_now=not background,
         )
         with tqdm(
@@ -119,6 +120,14 @@ class Command(BaseCommand):
             # A file name can hold a newline or a text-direction override: printed as "?" so that each
             # failure stays one line that reads as it is.
             self.stdout.write(self.style.ERROR(f"  FAILED {shown(name)}: {shown(reason)}"))
+
+
+def _reader(path: Path) -> Callable[[], bytes]:
+    def read() -> bytes:
+        with path.open("rb") as handle:
+            return services.file_reader(handle)()
+
+    return read
 
 
 def _collect(paths: list[Path]) -> tuple[list[tuple[Path, str]], list[Path]]:
