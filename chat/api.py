@@ -25,6 +25,17 @@ router = Router(tags=["chat"])
 openai_router = Router(tags=["OpenAI-compatible"])
 
 ALL_COLLECTIONS_MODEL = "knowledge-base"
+# Each Server-Sent Event: its name (absent for OpenAI's chunks) and its data, JSON text (or `[DONE]`).
+SSE_CONTENT = {
+    "schema": {
+        "type": "object",
+        "required": ["data"],
+        "properties": {
+            "event": {"type": "string", "enum": ["start", "rewritten", "sources", "token", "done", "error"]},
+            "data": {"type": "string"},
+        },
+    }
+}
 
 
 # --- Schemas ------------------------------------------------------------------------------------------------------
@@ -117,7 +128,9 @@ def _conversation_out(conversation: Conversation) -> dict[str, Any]:
     response={200: AnswerOut},
     summary="Ask a question",
     description="A JSON answer with its citations, or with `stream: true` a `text/event-stream` of events: "
-    "`start`, `rewritten`, `sources`, `token` (repeated), `done` (the stored answer with its citations).",
+    "`start`, `rewritten`, `sources`, `token` (repeated), then `done` (the stored answer with its citations "
+    "and `usage`) or `error` (`detail`, `code`, `status`: the conversation was deleted meanwhile, say).",
+    openapi_extra={"responses": {200: {"content": {"text/event-stream": SSE_CONTENT}}}},
 )
 def ask(request: HttpRequest, payload: QuestionIn) -> Any:
     conversation = (
@@ -257,7 +270,26 @@ class AnswerFailed(ServiceUnavailable):
     """The language model failed; the answer holds the notice and the sources that were found."""
 
 
-@openai_router.post("/chat/completions", summary="Chat completions over the knowledge base (OpenAI format)")
+@openai_router.post(
+    "/chat/completions",
+    summary="Chat completions over the knowledge base (OpenAI format)",
+    description="A `chat.completion` object, or with `stream: true` a `text/event-stream` of "
+    "`chat.completion.chunk` objects ending with `data: [DONE]` (an `error` object instead when the answer "
+    "failed). Extra fields: `citations`, `answer_mode`, `outcome`.",
+    openapi_extra={
+        "responses": {
+            200: {
+                "description": "The completion (or its chunks).",
+                "content": {
+                    "application/json": {
+                        "schema": {"type": "object", "required": ["id", "object", "choices"]}
+                    },
+                    "text/event-stream": SSE_CONTENT,
+                },
+            }
+        }
+    },
+)
 def chat_completions(request: HttpRequest, payload: ChatCompletionIn) -> HttpResponse | StreamingHttpResponse:
     try:
         question, history = _question_and_history(payload)

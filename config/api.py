@@ -4,20 +4,34 @@ Resources (collections, documents, chunks) are served by DRF; see config/urls.py
 """
 
 import logging
+from typing import Any
 
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse
+from django.http.multipartparser import MultiPartParserError
 from ninja import NinjaAPI
-from ninja.errors import AuthenticationError, ValidationError
+from ninja.errors import AuthenticationError, HttpError, ValidationError
 
 from chat.api import openai_router as chat_openai_router
 from chat.api import router as chat_router
-from config.api_errors import install_ninja_handlers
+from config.api_errors import error_body, install_ninja_handlers, openai_error_response
 from config.authentication import WWW_AUTHENTICATE, ApiTokenAuth, SignedInSession
-from config.errors import InvalidInput
+from config.errors import DomainError, InvalidInput
 from config.middleware import OPENAI_PREFIX, busy_response, waited_for_a_connection
+from config.openapi import document_error_responses
 from mlmodels.api import router as ml_router
 
-api = NinjaAPI(
+
+class KnowledgeAPI(NinjaAPI):
+    """The API object, whose OpenAPI schema documents the error statuses of every operation (as the resource
+    API's does, from the same list in config.api_errors)."""
+
+    def get_openapi_schema(self, *args: Any, **kwargs: Any) -> Any:
+        schema = super().get_openapi_schema(*args, **kwargs)
+        document_error_responses(schema, openai_prefix=OPENAI_PREFIX)
+        return schema
+
+
+api = KnowledgeAPI(
     title="Knowledge base action API",
     version="1",
     description="Ask questions, stream answers, give feedback, call the models. "
@@ -31,53 +45,57 @@ install_ninja_handlers(api)
 logger = logging.getLogger(__name__)
 
 
-class NotAuthenticated(InvalidInput):
+class NotAuthenticated(DomainError):
     """Authentication is required: send `Authorization: Token <key>` (or `Bearer <key>`)."""
+
+
+class MalformedBody(InvalidInput):
+    """The request body could not be read."""
+
+
+class ServerError(DomainError):
+    """Something went wrong on the server. Please try again."""
+
+
+def _error(request: HttpRequest, error: DomainError, status: int, **details: Any) -> HttpResponse:
+    """django-ninja's own errors in the APIs' shape: OpenAI's under /api/v1/, the one error body elsewhere."""
+    if request.path.startswith(OPENAI_PREFIX):
+        return openai_error_response(error, status=400 if status == 422 else status)
+    body = error_body(error)
+    if details:
+        body["details"] = details
+    return api.create_response(request, body, status=status)
 
 
 @api.exception_handler(AuthenticationError)
 def _not_authenticated(request: HttpRequest, exc: AuthenticationError) -> HttpResponse:
-    error = NotAuthenticated()
-    if request.path.startswith(OPENAI_PREFIX):
-        response: HttpResponse = JsonResponse(
-            {
-                "error": {
-                    "message": error.message,
-                    "type": "authentication_error",
-                    "param": None,
-                    "code": "invalid_api_key",
-                }
-            },
-            status=401,
-        )
-    else:
-        response = api.create_response(
-            request, {"detail": error.message, "code": "NotAuthenticated"}, status=401
-        )
+    response = _error(request, NotAuthenticated(), 401)
     response["WWW-Authenticate"] = WWW_AUTHENTICATE
     return response
 
 
 @api.exception_handler(ValidationError)
 def _invalid(request: HttpRequest, exc: ValidationError) -> HttpResponse:
-    if request.path.startswith(OPENAI_PREFIX):
-        first = exc.errors[0] if exc.errors else {}
-        where = ".".join(str(part) for part in first.get("loc", ()) if part not in ("body", "payload"))
-        message = (
-            f"{where}: {first.get('msg', 'invalid')}" if where else str(first.get("msg", "Invalid request."))
-        )
-        return JsonResponse(
-            {
-                "error": {
-                    "message": message,
-                    "type": "invalid_request_error",
-                    "param": where or None,
-                    "code": None,
-                }
-            },
-            status=400,
-        )
-    return api.create_response(request, {"detail": exc.errors}, status=422)
+    return _error(request, InvalidInput(_first_error(exc.errors)), 422, errors=exc.errors)
+
+
+def _first_error(errors: list[dict[str, Any]]) -> str:
+    """The first validation error, with the field it is about: "question: String should have at least..."."""
+    first = errors[0] if errors else {}
+    where = ".".join(str(part) for part in first.get("loc", ()) if part not in ("body", "payload", "query"))
+    message = str(first.get("msg", "The input is not valid."))
+    return f"{where}: {message}" if where else message
+
+
+@api.exception_handler(MultiPartParserError)
+def _malformed_multipart(request: HttpRequest, exc: MultiPartParserError) -> HttpResponse:
+    return _error(request, MalformedBody(f"The request body could not be read: {exc}"), 400)
+
+
+@api.exception_handler(HttpError)
+def _http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
+    # django-ninja's own refusals ("Cannot parse request body", a CSRF failure): their status, our shape.
+    return _error(request, DomainError(str(exc)), exc.status_code)
 
 
 @api.exception_handler(Exception)
@@ -86,13 +104,7 @@ def _unexpected(request: HttpRequest, exc: Exception) -> HttpResponse:
         return busy_response(request, exc)
     # Never the traceback as the body (django-ninja's default under DEBUG): it is logged, the client gets JSON.
     logger.exception("%s %s failed", request.method, request.path, exc_info=exc)
-    body = {"detail": "Something went wrong on the server. Please try again.", "code": "ServerError"}
-    if request.path.startswith(OPENAI_PREFIX):
-        return JsonResponse(
-            {"error": {"message": body["detail"], "type": "server_error", "param": None, "code": None}},
-            status=500,
-        )
-    return api.create_response(request, body, status=500)
+    return _error(request, ServerError(), 500)
 
 
 api.add_router("/chat/", chat_router)

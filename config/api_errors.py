@@ -4,6 +4,7 @@ from typing import Any
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from ninja import NinjaAPI
+from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
 
@@ -43,15 +44,16 @@ def openai_status_for(exc: errors.DomainError) -> int:
     return 400 if status == 422 else status
 
 
-def openai_error_body(exc: errors.DomainError) -> dict[str, Any]:
+def openai_error_body(exc: errors.DomainError, *, status: int | None = None) -> dict[str, Any]:
     """The error in the shape OpenAI's API gives it, which the OpenAI SDKs read their message from."""
-    status = openai_status_for(exc)
+    status = status or openai_status_for(exc)
     kind = OPENAI_ERROR_TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
     return {"error": {"message": exc.message, "type": kind, "param": None, "code": type(exc).__name__}}
 
 
-def openai_error_response(exc: errors.DomainError) -> JsonResponse:
-    response = JsonResponse(openai_error_body(exc), status=openai_status_for(exc))
+def openai_error_response(exc: errors.DomainError, *, status: int | None = None) -> JsonResponse:
+    status = status or openai_status_for(exc)
+    response = JsonResponse(openai_error_body(exc, status=status), status=status)
     for name, value in _headers(exc).items():
         response[name] = value
     return response
@@ -64,7 +66,28 @@ def _headers(exc: errors.DomainError) -> dict[str, str]:
 def drf_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     if isinstance(exc, errors.DomainError):
         return Response(error_body(exc), status=status_for(exc), headers=_headers(exc))
-    return exception_handler(exc, context)
+    response = exception_handler(exc, context)
+    if response is not None and isinstance(exc, ValidationError):
+        # DRF's own shape is the fields themselves; every error of this API has a `detail` for people.
+        response.data = {
+            "detail": first_problem(response.data),
+            "code": "ValidationError",
+            "details": {"fields": response.data},
+        }
+    elif response is not None and isinstance(response.data, dict):
+        response.data.setdefault("code", type(exc).__name__)
+    return response
+
+
+def first_problem(problems: Any, where: str = "") -> str:
+    """The first message of a nested validation error, with where it is: "files: This list may not be empty."."""
+    if isinstance(problems, dict):
+        for key, value in problems.items():
+            return first_problem(value, f"{where}.{key}" if where else str(key))
+    if isinstance(problems, list) and problems:
+        return first_problem(problems[0], where)
+    text = str(problems) or "The input is not valid."
+    return f"{where}: {text}" if where and where != "non_field_errors" else text
 
 
 def install_ninja_handlers(api: NinjaAPI) -> None:

@@ -170,20 +170,31 @@ class ContentSecurityPolicyMiddleware:
 class SitePagesMiddleware:
     """The site's own "not found" and "something went wrong" pages in every mode. Under DEBUG (as `make run`
     serves the demo) Django answers with its technical pages instead, which show settings and tracebacks to
-    whoever asks; the traceback is in the log either way. API responses (JSON) pass unchanged."""
+    whoever asks; the traceback is in the log either way. Under /api/ an HTML error page becomes the APIs' JSON
+    error."""
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         response = self.get_response(request)
-        if (
-            not settings.DEBUG
-            or response.status_code not in (404, 500)
-            or getattr(response, "site_page", False)
-        ):
+        if response.status_code not in (404, 500) or getattr(response, "site_page", False):
             return response
         if not response.get("Content-Type", "").startswith("text/html") or response.streaming:
+            return response
+        if request.path.startswith("/api/"):
+            # An address under /api/ that no route matches (or a crash outside the APIs' own handlers): the
+            # APIs answer in JSON, whatever answered.
+            body = (
+                error_body(errors.ObjectNotFound("No such address."))
+                if response.status_code == 404
+                else {
+                    "detail": "Something went wrong on the server. Please try again.",
+                    "code": "ServerError",
+                }
+            )
+            return JsonResponse(body, status=response.status_code)
+        if not settings.DEBUG:
             return response
         if response.status_code == 404:
             page = render(request, "404.html", status=404)

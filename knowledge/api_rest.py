@@ -106,6 +106,7 @@ class UploadIn(serializers.Serializer[Any]):
         # Empty files are refused by the service, by name, like every other refused file.
         child=serializers.FileField(allow_empty_file=True),
         allow_empty=False,
+        min_length=1,
         help_text="One or many files.",
     )
     title = serializers.CharField(
@@ -285,7 +286,7 @@ class DocumentViewSet(
     def perform_destroy(self, instance: Document) -> None:
         services.document_delete(document=instance)
 
-    @extend_schema(request=None, responses={202: DocumentOut})
+    @extend_schema(request=None, responses={202: DocumentOut}, filters=False)
     @action(detail=True, methods=["post"])
     def reingest(self, request: Request, pk: str | None = None) -> Response:
         document = services.document_reingest(document=self.get_object())
@@ -293,7 +294,7 @@ class DocumentViewSet(
             DocumentOut(document, context={"request": request}).data, status=status.HTTP_202_ACCEPTED
         )
 
-    @extend_schema(responses={200: ChunkOut(many=True)})
+    @extend_schema(responses={200: ChunkOut(many=True)}, filters=False)
     @action(detail=True, methods=["get"])
     def chunks(self, request: Request, pk: str | None = None) -> Response:
         document = self.get_object()
@@ -305,7 +306,8 @@ class DocumentViewSet(
         return paginator.get_paginated_response(ChunkOut(page, many=True).data)
 
     @extend_schema(
-        responses={(200, "application/octet-stream"): OpenApiResponse(description="The original file.")}
+        responses={(200, "application/octet-stream"): OpenApiResponse(description="The original file.")},
+        filters=False,
     )
     @action(detail=True, methods=["get"])
     def download(self, request: Request, pk: str | None = None) -> FileResponse:

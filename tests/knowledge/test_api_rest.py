@@ -124,7 +124,8 @@ def test_upload_without_files_is_a_clear_400(api, staff_token, public):
     response = api.post("/api/documents/", {"collection": "public"}, format="multipart")
 
     assert response.status_code == 400
-    assert "files" in response.json()
+    assert response.json()["detail"].startswith("files: ")
+    assert "files" in response.json()["details"]["fields"]
 
 
 def test_readers_read_but_do_not_write(api, reader_token, public):

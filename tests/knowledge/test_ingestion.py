@@ -108,10 +108,16 @@ def test_reingest_replaces_chunks_instead_of_appending(collection, django_captur
     assert Document.objects.get(pk=added.document.pk).status == Document.Status.READY
 
 
+def test_an_empty_file_is_refused_before_it_is_stored(collection):
+    with pytest.raises(services.EmptyDocument, match="empty.txt is empty"):
+        services.document_add(collection=collection, name="empty.txt", content=b"")
+
+    assert not Document.objects.filter(source_name="empty.txt").exists()
+
+
 @pytest.mark.parametrize(
     ("name", "data", "reason"),
     [
-        ("empty.txt", b"", "empty"),
         ("scan.pdf", documents.scanned_pdf_bytes(), "no text layer"),
         ("locked.pdf", documents.pdf_bytes(["secret"], password="pw"), "encrypted"),
         ("cut.pdf", documents.pdf_bytes(["some words here"])[:300], "not a readable PDF"),
@@ -276,8 +282,8 @@ def test_importing_many_files_in_process_settles_every_file_once_through_the_pip
 
     outcomes = {item.name: item for item in settled}
     assert len(settled) == len(files) == len(outcomes)
-    assert outcomes["empty.txt"].document.status == Document.Status.FAILED
-    assert "empty" in outcomes["empty.txt"].document.error
+    assert outcomes["empty.txt"].outcome == "rejected" and outcomes["empty.txt"].document is None
+    assert "empty.txt is empty" in outcomes["empty.txt"].message
     assert outcomes["scripts-only.html"].document.status == Document.Status.FAILED
     ready = [item.document for item in settled if item.name.startswith("page-")]
     assert all(document.status == Document.Status.READY and document.chunk_count == 1 for document in ready)
