@@ -109,7 +109,7 @@ def test_reingest_replaces_chunks_instead_of_appending(collection, django_captur
 
 
 def test_an_empty_file_is_refused_before_it_is_stored(collection):
-    with pytest.raises(services.EmptyDocument, match="empty.txt is empty"):
+    with pytest.raises(services.EmptyDocument, match=r"empty\.txt is empty"):
         services.document_add(collection=collection, name="empty.txt", content=b"")
 
     assert not Document.objects.filter(source_name="empty.txt").exists()
