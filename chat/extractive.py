@@ -100,10 +100,13 @@ def _stem(word: str) -> str:
 def pick_sentences(*, question: str, sources: list[Source], embedder: Embedder) -> list[Picked]:
     """The best sentences for `question`, at most MAX_SENTENCES and about MAX_WORDS words."""
     candidates: list[tuple[int, int, str]] = []  # (source number, rank of the source, sentence)
+    seen: set[str] = set()
     for rank, source in enumerate(sources):
         for sentence in split_sentences(source.text):
             clean = " ".join(sentence.split())
-            if len(clean.split()) >= MIN_WORDS:
+            # A sentence that two sources share is a candidate once, under the better-ranked source.
+            if len(clean.split()) >= MIN_WORDS and clean.lower() not in seen:
+                seen.add(clean.lower())
                 candidates.append((source.number, rank, clean))
     if not candidates:
         return []

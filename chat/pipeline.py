@@ -119,10 +119,16 @@ def rewrite_by_rule(*, question: str, history: Sequence[tuple[str, str]]) -> str
 
 
 def build_sources(hits: list[SearchHit], *, token_budget: int, count_tokens: Any) -> list[SourceRef]:
-    """Numbered sources from ranked hits: a chunk never twice, neighbouring chunks of one section merged into one
-    source, and no more than `token_budget` tokens in all."""
+    """Numbered sources from ranked hits: a chunk (or the same text) never twice, neighbouring chunks of one
+    section merged into one source, and no more than `token_budget` tokens in all."""
     merged: list[SourceRef] = []
+    document_of_text: dict[str, int] = {}
     for hit in hits:
+        # The same passage in another document (one file in two of the searched collections) would be quoted
+        # twice: the better-ranked one stands for both.
+        text_key = " ".join(hit.text.split())
+        if document_of_text.setdefault(text_key, hit.document_id) != hit.document_id:
+            continue
         neighbour = next(
             (
                 source

@@ -25,7 +25,15 @@ from chat.models import Citation, Conversation, Feedback, Message
 from chat.services import ConversationNotFound, MessageNotFound
 from config.errors import ObjectNotFound
 from knowledge.models import Chunk, Collection, Document
-from knowledge.selectors import chunk_context, chunk_get, collection_list, document_get
+from knowledge.selectors import (
+    Indexing,
+    chunk_context,
+    chunk_get,
+    collection_list,
+    collections_indexing,
+    document_get,
+    example_questions,
+)
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
@@ -102,13 +110,18 @@ def message_get(*, user: User, message_id: int) -> Message:
 class Overview:
     conversations: list[Conversation]
     collections: list[Collection]
+    indexing: list[Indexing] = field(default_factory=list)
+    examples: list[str] = field(default_factory=list)
 
 
 def conversation_overview(*, user: User) -> Overview:
-    """What the home page shows: the user's recent conversations and the collections they may ask about."""
+    """What the home page shows: the user's recent conversations, the collections they may ask about, those still
+    being indexed (the demo, just after `make run`) and questions staff suggest."""
     return Overview(
         conversations=list(conversation_list(user=user)[:SIDEBAR_CONVERSATIONS]),
         collections=list(collection_list(user=user).order_by("name")),
+        indexing=collections_indexing(user=user),
+        examples=example_questions(user=user),
     )
 
 

@@ -156,7 +156,9 @@ def question_ask_stream(
     if not question:
         raise InvalidInput("The question is empty.")
     if len(question) > MAX_QUESTION_CHARS:
-        raise InvalidInput(f"The question is longer than {MAX_QUESTION_CHARS} characters.")
+        raise InvalidInput(
+            f"The question is {len(question):,} characters long; at most {MAX_QUESTION_CHARS:,} are allowed."
+        )
     # Everything that can refuse the question is checked before anything is written (the rate limit again in the
     # transaction that writes, where concurrent questions are counted one at a time), so that a refused question
     # leaves no empty conversation behind.

@@ -69,6 +69,7 @@ def _home_page(
             "question": form.data.get("question", "") if form.is_bound else "",
             "selected": selected,
             "error": error,
+            "max_question_chars": services.MAX_QUESTION_CHARS,
         },
         status=status,
     )
@@ -90,6 +91,7 @@ def _conversation_page(
             "conversations": thread.conversations,
             "question": question,
             "error": error,
+            "max_question_chars": services.MAX_QUESTION_CHARS,
         },
         status=status,
     )

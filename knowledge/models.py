@@ -48,6 +48,9 @@ class Collection(models.Model):
     name = models.CharField(max_length=200, unique=True, validators=[validate_visible])
     slug = models.SlugField(max_length=100, unique=True, validators=[validate_visible])
     description = models.TextField(blank=True)
+    example_questions = models.TextField(
+        blank=True, help_text="One question per line, offered on the home page to people who may read it."
+    )
     visibility = models.CharField(max_length=20, choices=Visibility.choices, default=Visibility.RESTRICTED)
     allowed_users = models.ManyToManyField(
         settings.AUTH_USER_MODEL, blank=True, related_name="readable_collections"

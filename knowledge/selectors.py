@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from django.db.models import QuerySet
+from django.db.models import Count, F, Q, QuerySet
 
 from config.errors import ObjectNotFound
 from knowledge import search
@@ -121,3 +122,41 @@ def chunk_context(*, chunk: Chunk, characters: int = 600) -> tuple[str, str, str
         content[chunk.start_offset : chunk.end_offset],
         after + ("…" if end < len(content) else ""),
     )
+
+
+@dataclass(frozen=True)
+class Indexing:
+    """A readable collection whose documents are not all settled (READY or FAILED) yet."""
+
+    collection: Collection
+    settled: int
+    total: int
+
+    @property
+    def percent(self) -> int:
+        return round(100 * self.settled / self.total) if self.total else 100
+
+
+def collections_indexing(*, user: User) -> list[Indexing]:
+    """The readable collections still being indexed, with how many of their documents are done."""
+    settled = Q(documents__status__in=[Document.Status.READY, Document.Status.FAILED])
+    rows = (
+        collection_list(user=user)
+        .annotate(total=Count("documents"), settled=Count("documents", filter=settled))
+        .filter(total__gt=F("settled"))
+        .order_by("name")
+    )
+    return [Indexing(collection=row, settled=row.settled, total=row.total) for row in rows]
+
+
+def example_questions(*, user: User, limit: int = 4) -> list[str]:
+    """Questions staff suggest for the collections the user may read (Collection.example_questions)."""
+    questions: list[str] = []
+    for text in (
+        collection_list(user=user)
+        .exclude(example_questions="")
+        .order_by("name")
+        .values_list("example_questions", flat=True)
+    ):
+        questions += [line.strip() for line in text.splitlines() if line.strip()]
+    return questions[:limit]

@@ -55,6 +55,42 @@ def _int(value: str | None, low: int, high: int) -> int | None:
     return number if low <= number <= high else None
 
 
+# What an indicator feature says of a passenger for whom it is 0 ("a woman" is a reason for a man only as "a man").
+ABSENT_LABELS = {
+    "female": "a man",
+    "child": "not a child",
+    "age_missing": "age known",
+    "alone": "not travelling alone",
+    "large_family": "not a large family",
+    "cabin_known": "no cabin recorded",
+}
+# Counts and amounts shown with the passenger's own number.
+WITH_VALUE = {
+    "age": "age {value:g}",
+    "sibsp": "{value:g} siblings and spouses aboard",
+    "parch": "{value:g} parents and children aboard",
+    "family_size": "a family of {value:g}",
+    "ticket_group_size": "a travel group of {value:g}",
+}
+
+
+def _reason_label(name: str, value: float | None) -> str:
+    """A feature as a reason about this passenger: what is true of them, never a trait they lack."""
+    if value is not None and name in WITH_VALUE:
+        return WITH_VALUE[name].format(value=value)
+    indicator = name in ABSENT_LABELS or name.startswith(("class_", "title_", "deck_", "embarked_"))
+    if value is None or not indicator or value >= 0.5:
+        return _feature_label(name)
+    if name in ABSENT_LABELS:
+        return ABSENT_LABELS[name]
+    label = _feature_label(name)
+    if name == "deck_U":
+        return "deck known"
+    if name.startswith("embarked_"):
+        return "did not embark at " + label.removeprefix("embarked at ")
+    return f"not {label}"
+
+
 def _feature_label(name: str) -> str:
     if name in FEATURE_LABELS:
         return FEATURE_LABELS[name]
@@ -139,7 +175,7 @@ def titanic(request: HttpRequest) -> HttpResponse:
             context["percent"] = round(100 * prediction.probability, 1)
             context["reasons"] = [
                 {
-                    "label": _feature_label(name),
+                    "label": _reason_label(name, prediction.features.get(name)),
                     "weight": round(weight, 2),
                     "up": weight > 0,
                     "width": min(100, round(abs(weight) * 40)),

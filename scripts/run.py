@@ -29,6 +29,7 @@ def main() -> int:
     os.environ.update(env)
     data_dir = Path(env["KB_DATA_DIR"])
     data_dir.mkdir(parents=True, exist_ok=True)
+    _ensure_secret_key(data_dir)
 
     _manage("migrate", "--noinput", env=env)
     username, password, note = _admin_credentials(data_dir)
@@ -50,11 +51,15 @@ def main() -> int:
         children.append(("web", _start_web(env)))
         if _wait_until_serving(children):
             _banner(username, password, note)
+        parent = _ParentMake()
         while not stopping:
             for name, process in children:
                 if process.poll() is not None:
                     print(f"\n{name} exited with status {process.returncode}; stopping.", flush=True)
                     stopping = True
+            if parent.was_interrupted():
+                print("\nmake was interrupted; stopping.", flush=True)
+                stopping = True
             time.sleep(0.5)
     finally:
         print("\nStopping…", flush=True)
@@ -62,6 +67,29 @@ def main() -> int:
             _stop(name, process)
         _stop_embedded_database(env)
     return 0
+
+
+class _ParentMake:
+    """`kill -INT <pid of make>` reaches make alone: GNU make then waits for its recipe to end, assuming the
+    terminal sent the same signal to it too, so nothing would stop. Make stops catching SIGINT once it got one
+    (it resets the handler before waiting); seen in /proc, that is this script's cue to stop. Ctrl-C in a
+    terminal reaches every process of the group and needs none of this; without /proc it does nothing."""
+
+    def __init__(self) -> None:
+        self.status = Path(f"/proc/{os.getppid()}/status")
+        comm = Path(f"/proc/{os.getppid()}/comm")
+        is_make = comm.is_file() and comm.read_text().strip() in {"make", "gmake"}
+        self.watching = is_make and self._catches_sigint()
+
+    def _catches_sigint(self) -> bool:
+        try:
+            fields = dict(line.split(":", 1) for line in self.status.read_text().splitlines() if ":" in line)
+        except OSError:
+            return False  # make itself is gone
+        return bool(int(fields.get("SigCgt", "0").strip(), 16) & (1 << (signal.SIGINT - 1)))
+
+    def was_interrupted(self) -> bool:
+        return self.watching and not self._catches_sigint()
 
 
 def _environment() -> dict[str, str]:
@@ -86,6 +114,16 @@ def _manage(*args: str, env: dict[str, str], optional: bool = False) -> None:
         if known.returncode != 0:
             return
     subprocess.run(command, env=env, check=True, cwd=ROOT)
+
+
+def _ensure_secret_key(data_dir: Path) -> None:
+    """A key generated once and kept in the data folder, which the settings read when DJANGO_SECRET_KEY is not
+    set: the site and every `manage.py` command run in this folder then share it."""
+    stored = data_dir / "secret-key.txt"
+    if os.environ.get("DJANGO_SECRET_KEY") or stored.exists():
+        return
+    stored.write_text(secrets.token_urlsafe(50) + "\n")
+    stored.chmod(0o600)
 
 
 def _admin_credentials(data_dir: Path) -> tuple[str, str, str]:

@@ -29,9 +29,17 @@ SECRET_KEY = env("DJANGO_SECRET_KEY", default="")
 if not SECRET_KEY and env("DJANGO_SECRET_KEY_FILE", default=""):
     # Container secrets (Docker, Cloud Run secret volumes) arrive as files.
     SECRET_KEY = Path(env("DJANGO_SECRET_KEY_FILE")).read_text().strip()
+# `make run` keeps a generated key in the data folder, so that `manage.py` commands run in the same folder (as the
+# README shows them) use the same key, embedded database and file broker as the site it serves.
+LOCAL_SECRET_KEY_FILE = DATA_DIR / "secret-key.txt"
+if not SECRET_KEY and LOCAL_SECRET_KEY_FILE.is_file():
+    SECRET_KEY = LOCAL_SECRET_KEY_FILE.read_text().strip()
 if not SECRET_KEY:
     if not DEBUG:
-        raise ImproperlyConfigured("DJANGO_SECRET_KEY must be set when DJANGO_DEBUG is off.")
+        raise ImproperlyConfigured(
+            "DJANGO_SECRET_KEY must be set when DJANGO_DEBUG is off (on this machine, `make run` once keeps a "
+            f"generated key in {LOCAL_SECRET_KEY_FILE} that every manage.py command in this folder uses)."
+        )
     SECRET_KEY = "insecure-development-key-only-used-with-DJANGO_DEBUG-on"  # noqa: S105
 
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])

@@ -50,6 +50,8 @@ class PassengerPrediction:
     probability: float
     contributions: dict[str, float] = field(default_factory=dict)
     intercept: float = 0.0
+    # The passenger's own feature values before scaling (1/0 for indicators), to explain in their terms.
+    features: dict[str, float] = field(default_factory=dict)
 
 
 # ------------------------------------------------------------------------------------- validation
@@ -324,6 +326,14 @@ def predict_passenger(model: Pipeline, passenger: Mapping[str, Any]) -> Passenge
         names = features.get_feature_names_out()
         contributions = {names[i]: float(terms[i]) for i in order}
         intercept = float(classifier.intercept_[0])
+        raw = features.transform([clean])[0]
+        own = {names[i]: float(raw[i]) for i in range(len(names))}
+    else:
+        own = {}
     return PassengerPrediction(
-        survived=probability >= 0.5, probability=probability, contributions=contributions, intercept=intercept
+        survived=probability >= 0.5,
+        probability=probability,
+        contributions=contributions,
+        intercept=intercept,
+        features=own,
     )

@@ -32,6 +32,7 @@ class SurvivalPrediction:
     contributions: dict[str, float]
     intercept: float
     passenger: dict[str, Any]
+    features: dict[str, float]  # the passenger's own feature values, before scaling
 
 
 def titanic_predict(*, passenger: Mapping[str, Any]) -> SurvivalPrediction:
@@ -53,6 +54,7 @@ def titanic_predict(*, passenger: Mapping[str, Any]) -> SurvivalPrediction:
         contributions=prediction.contributions,
         intercept=prediction.intercept,
         passenger=clean,
+        features=prediction.features,
     )
 
 

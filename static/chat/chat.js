@@ -65,7 +65,19 @@
     const submit = form.querySelector("[data-ask-submit]");
     const transcript = document.querySelector("[data-transcript]");
     const question = textarea.value.trim();
-    if (!question || form.dataset.busy || !transcript) return;
+    if (form.dataset.busy || !transcript) return;
+    if (!question) {
+      showError("Type a question first: this one is empty (or only spaces).");
+      textarea.focus();
+      return;
+    }
+    const limit = Number(textarea.dataset.maxChars || 0);
+    if (limit && question.length > limit) {
+      // Said here rather than cut: the server refuses it with the same message.
+      showError("The question is " + question.length + " characters long; at most " + limit + " are allowed.");
+      textarea.focus();
+      return;
+    }
     hideError();
 
     const data = new FormData(form);

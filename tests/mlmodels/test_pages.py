@@ -101,6 +101,25 @@ def test_the_titanic_form_gives_the_survival_probability_and_its_reasons(signed_
     assert "What weighed most" in page and "a woman" in page
 
 
+def test_a_mans_reasons_are_said_of_a_man_not_as_a_woman_he_is_not(signed_in, active_titanic):
+    man = {
+        "pclass": "3",
+        "sex": "male",
+        "age": "29",
+        "sibsp": "0",
+        "parch": "0",
+        "fare": "7.25",
+        "embarked": "S",
+    }
+
+    page = signed_in.post(reverse("mlmodels:titanic"), {**man, "name": "", "cabin": ""}).content.decode()
+
+    reasons = page.split("What weighed most")[1].split("</ul>")[0]
+    assert "a man" in reasons
+    assert "a woman" not in reasons and "first class" not in reasons.replace("not first class", "")
+    assert "age 29" in reasons or "age" not in reasons
+
+
 def test_the_titanic_form_marks_each_invalid_field(signed_in, active_titanic):
     response = signed_in.post(
         reverse("mlmodels:titanic"),

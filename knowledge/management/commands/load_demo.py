@@ -8,6 +8,13 @@ from knowledge.models import Collection
 
 DEMO_FOLDER = Path(__file__).resolve().parents[2] / "demo" / "postgresql"
 DEMO_SLUG = "postgresql-demo"
+# Offered on the home page; each is answered by a page of the demo.
+DEMO_QUESTIONS = [
+    "How do I back up a database while it is in use?",
+    "Why does a table need VACUUM?",
+    "Which index types does PostgreSQL have?",
+    "How does full text search match words?",
+]
 
 
 class Command(BaseCommand):
@@ -22,6 +29,9 @@ class Command(BaseCommand):
         collection = services.collection_get_or_create(
             slug=DEMO_SLUG, name="PostgreSQL manual (demo)", visibility=Collection.Visibility.PUBLIC
         )
+        if not collection.example_questions:
+            collection.example_questions = "\n".join(DEMO_QUESTIONS)
+            collection.save(update_fields=["example_questions", "updated_at"])
         counts = {"created": 0, "updated": 0, "unchanged": 0}
         for path in sorted(DEMO_FOLDER.glob("*.html")):
             added = services.document_import(
