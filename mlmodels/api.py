@@ -76,16 +76,55 @@ class PassengerIn(Schema):
 
     model_config = ConfigDict(extra="forbid")
 
-    pclass: int = Field(..., description="Ticket class: 1, 2 or 3.", examples=[3])
-    sex: str = Field(..., description="'male' or 'female'.", examples=["female"])
-    age: float | None = Field(None, description="Years (0 to 120); null when unknown.", examples=[29])
-    sibsp: int = Field(..., description="Siblings and spouses aboard.", examples=[0])
-    parch: int = Field(..., description="Parents and children aboard.", examples=[0])
-    fare: float | None = Field(None, description="Ticket fare in pounds; null when unknown.", examples=[7.25])
+    # The ranges are documented here (json_schema_extra) and enforced by the core's validate_passenger, which
+    # names every bad field at once; pydantic would stop at the first with a message of its own.
+    pclass: int = Field(
+        ..., description="Ticket class: 1, 2 or 3.", examples=[3], json_schema_extra={"enum": [1, 2, 3]}
+    )
+    sex: str = Field(
+        ...,
+        description="'male' or 'female'.",
+        examples=["female"],
+        json_schema_extra={"enum": ["male", "female"]},
+    )
+    age: float | None = Field(
+        None,
+        description="Years (0 to 120); null when unknown.",
+        examples=[29],
+        json_schema_extra={"minimum": 0, "maximum": 120},
+    )
+    sibsp: int = Field(
+        ...,
+        description="Siblings and spouses aboard.",
+        examples=[0],
+        json_schema_extra={"minimum": 0, "maximum": 20},
+    )
+    parch: int = Field(
+        ...,
+        description="Parents and children aboard.",
+        examples=[0],
+        json_schema_extra={"minimum": 0, "maximum": 20},
+    )
+    fare: float | None = Field(
+        None,
+        description="Ticket fare in pounds; null when unknown.",
+        examples=[7.25],
+        json_schema_extra={"minimum": 0, "maximum": 10000},
+    )
     embarked: str | None = Field(None, description="C, Q or S (or the port's name); null when unknown.")
-    name: str | None = Field(None, description="'Surname, Title. Given names' (the title is a feature).")
-    cabin: str | None = Field(None, description="Cabin, e.g. 'C85' (its deck is a feature).")
-    ticket: str | None = Field(None, description="Ticket number (shared tickets make travel groups).")
+    name: str | None = Field(
+        None,
+        description="'Surname, Title. Given names' (the title is a feature).",
+        json_schema_extra={"maxLength": 200},
+    )
+    cabin: str | None = Field(
+        None, description="Cabin, e.g. 'C85' (its deck is a feature).", json_schema_extra={"maxLength": 50}
+    )
+    ticket: str | None = Field(
+        None,
+        description="Ticket number (shared tickets make travel groups).",
+        json_schema_extra={"maxLength": 50},
+    )
 
 
 class SurvivalOut(Schema):
@@ -106,6 +145,12 @@ class PixelsIn(Schema):
     pixels: list[float] = Field(
         ...,
         description="784 values, 28 rows of 28 from the top left, white ink on a black background like MNIST.",
+        # Documented; checked by the service, which names the first bad pixel.
+        json_schema_extra={
+            "minItems": 784,
+            "maxItems": 784,
+            "items": {"type": "number", "minimum": 0, "maximum": 255},
+        },
     )
     scale: Literal[255, 1] = Field(
         255, description="255: values from 0 to 255 (as in an image); 1: values from 0 to 1."

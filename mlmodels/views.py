@@ -122,7 +122,11 @@ def index(request: HttpRequest) -> HttpResponse:
 @require_http_methods(["GET", "POST"])
 def digits(request: HttpRequest) -> HttpResponse:
     """The canvas (digits.js sends the drawing to the API); without JavaScript, an upload form posting here."""
-    context: dict[str, Any] = {"active": selectors.model_version_active(kind=Kind.MNIST), "bars": _bars(None)}
+    context: dict[str, Any] = {
+        "active": selectors.model_version_active(kind=Kind.MNIST),
+        "training": selectors.model_version_training(kind=Kind.MNIST),
+        "bars": _bars(None),
+    }
     status = 200
     if request.method == "POST":
         upload = request.FILES.get("image")
@@ -162,7 +166,11 @@ def titanic(request: HttpRequest) -> HttpResponse:
         if request.method == "POST"
         else dict(PASSENGER_EXAMPLE)
     )
-    context: dict[str, Any] = {"values": values, "active": selectors.model_version_active(kind=Kind.TITANIC)}
+    context: dict[str, Any] = {
+        "values": values,
+        "active": selectors.model_version_active(kind=Kind.TITANIC),
+        "training": selectors.model_version_training(kind=Kind.TITANIC),
+    }
     status = 200
     if request.method == "POST":
         try:

@@ -36,6 +36,7 @@ from mlmodels.selectors.versions import (
     active_versions,
     model_version_active,
     model_version_get,
+    model_version_training,
     model_versions_list,
     models_overview,
 )
@@ -68,6 +69,7 @@ __all__ = [
     "mnist_test_set",
     "model_version_active",
     "model_version_get",
+    "model_version_training",
     "model_versions_list",
     "models_overview",
     "version_detail",

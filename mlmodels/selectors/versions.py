@@ -48,6 +48,11 @@ def model_version_active(*, kind: str) -> ModelVersion | None:
     return ModelVersion.objects.of_kind(kind).active().first()
 
 
+def model_version_training(*, kind: str) -> ModelVersion | None:
+    """The newest version of `kind` waiting for a worker or being trained, if any."""
+    return ModelVersion.objects.of_kind(kind).in_progress().without_results().order_by("-version").first()
+
+
 def active_versions() -> dict[str, ModelVersion | None]:
     """The active version of every kind (None where there is none)."""
     active = {version.kind: version for version in ModelVersion.objects.active().without_results()}

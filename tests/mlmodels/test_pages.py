@@ -258,3 +258,16 @@ def test_the_comparison_puts_versions_side_by_side(signed_in, active_mnist):
     assert f'src="/models/versions/{active_mnist.pk}/confusion.png"' in page
     assert f'src="/models/versions/{other.pk}/confusion.png"' in page
     assert signed_in.get(reverse("mlmodels:compare", args=["rockets"])).status_code == 404
+
+
+def test_the_digits_page_says_a_model_is_being_trained_instead_of_asking_to_train_one(signed_in, staff_user):
+    from mlmodels.models import ModelVersion
+
+    ModelVersion.objects.filter(kind="mnist").delete()
+    training = services.model_version_request(kind="mnist", architecture="mlp", enqueue=False)
+    ModelVersion.objects.filter(pk=training.pk).update(status=ModelVersion.Status.TRAINING, progress=0.4)
+
+    page = signed_in.get(reverse("mlmodels:digits")).content.decode()
+
+    assert "is being trained (40 % done)" in page
+    assert "Train one in" not in page and "Staff can train one" not in page
