@@ -17,6 +17,12 @@ def favicon(request: HttpRequest) -> HttpResponseRedirect:
     return HttpResponseRedirect(static("favicon.svg"))
 
 
+# The admin's lists (documents with status, progress and chunk counts) need the page's width: the app list is
+# one click away on the admin's home page rather than a sidebar beside every list.
+admin.site.enable_nav_sidebar = False
+admin.site.site_header = "Knowledge base administration"
+admin.site.site_title = "Knowledge base admin"
+
 # The resource API (DRF): every app registers its viewsets on this one router, whose root is /api/.
 router = DefaultRouter()
 router.register("collections", knowledge_rest.CollectionViewSet, basename="collection")

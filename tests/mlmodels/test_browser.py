@@ -55,3 +55,40 @@ def test_drawing_a_digit_shows_the_prediction_its_probabilities_and_what_the_mod
     page.get_by_role("button", name="Clear").click()
     assert page.inner_text("[data-answer]") == "?"
     assert errors == []
+
+
+OVERFLOWING_TABLES = """Array.from(document.querySelectorAll('table')).filter(
+    table => table.getBoundingClientRect().right > table.parentElement.getBoundingClientRect().right + 1
+).length"""
+
+
+def test_tables_fit_their_pages_at_1280_pixels(chromium, live_server, committed_mnist, transactional_db):
+    from django.core.management import call_command
+
+    from knowledge import services as knowledge_services
+    from tests.factories import CollectionFactory
+
+    call_command("train_titanic", "--activate", verbosity=0)
+    collection = CollectionFactory(slug="wide", name="A collection with a long enough name")
+    knowledge_services.document_add(
+        collection=collection, name="a-rather-long-file-name-for-a-document.md", content=b"# Title\n\nText."
+    )
+    UserFactory(username="root", is_staff=True, is_superuser=True)
+    page = chromium.new_page(viewport={"width": 1280, "height": 900})
+    page.goto(f"{live_server.url}/accounts/login/?next=/models/")
+    page.get_by_label("User name").fill("root")
+    page.get_by_label("Password").fill("a-long-test-password")
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(f"{live_server.url}/models/")
+
+    overflowing = {}
+    for path in [
+        "/models/",
+        "/admin/knowledge/document/",
+        "/admin/knowledge/collection/",
+        "/admin/mlmodels/modelversion/",
+    ]:
+        page.goto(f"{live_server.url}{path}")
+        overflowing[path] = page.evaluate(OVERFLOWING_TABLES)
+
+    assert overflowing == dict.fromkeys(overflowing, 0)
