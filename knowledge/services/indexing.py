@@ -17,17 +17,14 @@ from django.db import transaction
 from django.db.models import Q, Value
 from django.db.models.expressions import Combinable
 from django.utils import timezone
-from kombu.exceptions import OperationalError as BrokerOperationalError
 
+from config.celery import BROKER_ERRORS
 from knowledge import chunking, parsing
 from knowledge.embeddings import Embedder, get_embedder
 from knowledge.models import Chunk, Collection, Document, DocumentText
 from knowledge.services.errors import TRANSIENT_ERRORS, DocumentNotFound
 
 logger = logging.getLogger(__name__)
-
-# What sending a task raises when the broker cannot be reached (kombu wraps the transports' own errors).
-BROKER_ERRORS = (BrokerOperationalError, OSError)
 
 
 def _enqueue_ingest(document_id: int) -> None:

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import logging
+
 from django.conf import settings
 from django.db import transaction
 from django.db.models import F
 
+from config.celery import BROKER_ERRORS
 from knowledge import chunking
 from knowledge.embeddings import check_embedding_model, get_embedder
 from knowledge.models import Chunk, Collection, Document
 from knowledge.services.errors import CollectionNotFound, ReembedInProgress
+
+logger = logging.getLogger(__name__)
 
 
 def collection_reembed(*, collection: Collection, model_name: str, enqueue: bool = True) -> Collection:
@@ -25,10 +30,21 @@ def collection_reembed(*, collection: Collection, model_name: str, enqueue: bool
         locked.reembed_error = ""
         locked.save(update_fields=["reembed_target_model", "reembed_progress", "reembed_error", "updated_at"])
         if enqueue:
-            from knowledge.tasks import reembed_collection
-
-            transaction.on_commit(lambda: reembed_collection.delay(locked.pk))
+            transaction.on_commit(lambda: _send_reembed(locked.pk))
     return locked
+
+
+def _send_reembed(collection_id: int) -> None:
+    from knowledge.tasks import reembed_collection
+
+    try:
+        reembed_collection.delay(collection_id)
+    except BROKER_ERRORS as exc:
+        # Said where staff look (the collection's re-embed status); asking again with the same model resends it.
+        logger.warning("the re-embed of collection %s could not be queued: %s", collection_id, exc)
+        Collection.objects.filter(pk=collection_id).update(
+            reembed_error="The task queue was unreachable, so the re-embed did not start; start it again."
+        )
 
 
 def collection_reembed_run(*, collection_id: int, batch_size: int = 256) -> Collection:

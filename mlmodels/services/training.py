@@ -96,10 +96,19 @@ def model_version_train_now(
 
 
 def enqueue_training(version_id: int) -> None:
+    # Only after the row is committed, or the worker could look for a version that is not there yet.
+    transaction.on_commit(lambda: _send_training(version_id))
+
+
+def _send_training(version_id: int) -> None:
+    from config.celery import BROKER_ERRORS
     from mlmodels.tasks import train_model_version
 
-    # Only after the row is committed, or the worker could look for a version that is not there yet.
-    transaction.on_commit(lambda: train_model_version.delay(version_id))
+    try:
+        train_model_version.delay(version_id)
+    except BROKER_ERRORS as exc:
+        # The version waits (PENDING) and the recovery sweep sends it again once the broker answers.
+        logger.warning("the training of version %s could not be queued: %s", version_id, exc)
 
 
 def model_version_train(

@@ -140,3 +140,19 @@ def test_readyz_is_unavailable_while_the_database_refuses_new_connections(client
 
     assert response.status_code == 503
     assert response.json()["checks"]["database"].startswith("unreachable")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_reembed_or_a_training_asked_for_while_the_broker_is_down_is_kept_and_said_so():
+    from mlmodels import services as ml_services
+    from mlmodels.models import ModelVersion
+
+    collection = CollectionFactory(slug="offline-reembed")
+    with broker_at(DEAD_BROKER):
+        knowledge_services.collection_reembed(collection=collection, model_name="hashing-384")
+        version = ml_services.model_version_request(kind="titanic")
+
+    collection.refresh_from_db()
+    assert collection.reembed_target_model == "hashing-384"
+    assert "task queue was unreachable" in collection.reembed_error
+    assert ModelVersion.objects.get(pk=version.pk).status == ModelVersion.Status.PENDING
