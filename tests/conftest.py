@@ -122,3 +122,49 @@ def chromium(monkeypatch):
         # While Playwright's loop runs, Django keeps this thread's connections apart from the ones opened before;
         # close them here, or the test database could not be dropped at the end.
         connections.close_all()
+
+
+# Two short pages of the PostgreSQL manual, indexed with the real embedding model, for tests that ask questions.
+MANUAL_PAGES = {
+    "backup.md": "# Backup and Restore\n\npg_dump makes consistent backups even while the database is being used "
+    "concurrently. It does not block other users. Restore a dump with psql or pg_restore.",
+    "vacuum.md": "# Routine Vacuuming\n\nVACUUM FULL rewrites the table and returns disk space to the operating "
+    "system. Plain VACUUM only makes space reusable within the table.",
+}
+
+
+@pytest.fixture
+def manual(django_capture_on_commit_callbacks):
+    from knowledge import services
+    from knowledge.embeddings import MINILM
+    from tests.factories import CollectionFactory
+
+    collection = CollectionFactory(slug="manual", embedding_model=MINILM)
+    with django_capture_on_commit_callbacks(execute=True):
+        for name, text in MANUAL_PAGES.items():
+            services.document_add(collection=collection, name=name, content=text.encode())
+    return collection
+
+
+@pytest.fixture
+def api(reader_token):
+    """The resource and action APIs as a reader with a token."""
+    from rest_framework.test import APIClient
+
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {reader_token}")
+    return client
+
+
+@pytest.fixture
+def openai_client(live_server, reader_token):
+    """The real openai client, pointed at the live test server's OpenAI-compatible API."""
+    import openai
+
+    client = openai.OpenAI(
+        base_url=f"{live_server.url}/api/v1", api_key=reader_token, max_retries=0, timeout=60
+    )
+    yield client
+    # A kept-alive HTTP connection keeps the live server's request thread, and its database connection, open
+    # until the client goes away; left to garbage collection, the test database could not be dropped at the end.
+    client.close()

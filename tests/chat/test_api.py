@@ -1,47 +1,12 @@
-import json
-
 import openai
 import pytest
 from rest_framework.test import APIClient
 
 from chat.models import Conversation, Feedback, Message
-from knowledge import services as knowledge_services
-from knowledge.embeddings import MINILM
 from tests.factories import CollectionFactory, UserFactory
+from tests.sse import sse_events
 
 pytestmark = pytest.mark.django_db
-
-PAGES = {
-    "backup.md": "# Backup and Restore\n\npg_dump makes consistent backups even while the database is being used "
-    "concurrently. It does not block other users. Restore a dump with psql or pg_restore.",
-    "vacuum.md": "# Routine Vacuuming\n\nVACUUM FULL rewrites the table and returns disk space to the operating "
-    "system. Plain VACUUM only makes space reusable within the table.",
-}
-
-
-@pytest.fixture
-def manual(django_capture_on_commit_callbacks):
-    collection = CollectionFactory(slug="manual", embedding_model=MINILM)
-    with django_capture_on_commit_callbacks(execute=True):
-        for name, text in PAGES.items():
-            knowledge_services.document_add(collection=collection, name=name, content=text.encode())
-    return collection
-
-
-@pytest.fixture
-def api(reader_token):
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {reader_token}")
-    return client
-
-
-def sse_events(response):
-    body = b"".join(response.streaming_content).decode()
-    events = []
-    for block in body.strip().split("\n\n"):
-        lines = dict(line.split(": ", 1) for line in block.splitlines())
-        events.append((lines["event"], json.loads(lines["data"])))
-    return events
 
 
 def test_ask_returns_the_answer_with_citations_and_ids(api, manual):
@@ -220,17 +185,6 @@ def test_anonymous_callers_are_401(manual):
 
 
 # --- OpenAI-compatible, exercised with the real openai client against the live test server -----------------------
-
-
-@pytest.fixture
-def openai_client(live_server, reader_token):
-    client = openai.OpenAI(
-        base_url=f"{live_server.url}/api/v1", api_key=reader_token, max_retries=0, timeout=60
-    )
-    yield client
-    # A kept-alive HTTP connection keeps the live server's request thread, and its database connection, open
-    # until the client goes away; left to garbage collection, the test database could not be dropped at the end.
-    client.close()
 
 
 @pytest.mark.django_db(transaction=True)

@@ -101,6 +101,11 @@ def test_every_readme_command_runs_as_written_in_the_folder_make_run_uses(monkey
     assert all("DJANGO_SECRET_KEY" not in r.stderr for r in results.values())
 
 
+def _as_from_a_terminal() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    os.setsid()
+
+
 def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -133,9 +138,9 @@ def test_make_run_serves_then_stops_everything_on_kill_int_of_make(tmp_path):
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,
-        # As a terminal starts it: SIGINT handled, not ignored as for a background job of a script (a caught
-        # signal is reset to its default in the new program; an ignored one would stay ignored).
-        start_new_session=True,
+        # As a terminal starts it, with SIGINT at its default: this test may itself run as a background job of a
+        # script, which ignores SIGINT, and an ignored signal stays ignored in every program started after.
+        preexec_fn=_as_from_a_terminal,  # noqa: PLW1509 - no thread of this test holds a lock meanwhile
     )
     try:
         deadline = time.monotonic() + 420

@@ -4,18 +4,9 @@ import openai
 import pytest
 
 from chat.models import Message
-from tests.reliability.conftest import sse_events
+from tests.sse import sse_events
 
 QUESTION = "Can I back up while the database is in use?"
-
-
-@pytest.fixture
-def openai_client(live_server, reader_token):
-    client = openai.OpenAI(
-        base_url=f"{live_server.url}/api/v1", api_key=reader_token, max_retries=0, timeout=60
-    )
-    yield client
-    client.close()
 
 
 @pytest.mark.django_db

@@ -9,7 +9,7 @@ from chat import services
 from chat.models import Citation, Conversation, Message
 from knowledge import services as knowledge_services
 from knowledge.models import Document
-from tests.reliability.conftest import sse_events
+from tests.sse import sse_events
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
