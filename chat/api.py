@@ -319,7 +319,10 @@ def chat_completions(request: HttpRequest, payload: ChatCompletionIn) -> HttpRes
         response = openai_error_response(AnswerFailed(_first_line(message["text"])))
         body = json.loads(response.content)
         body["error"]["citations"] = message["citations"]
-        return JsonResponse(body, status=response.status_code)
+        failed = JsonResponse(body, status=response.status_code)
+        # The answer was made and stored (as failed): an SDK retrying the 5xx would ask it again, twice more.
+        failed["x-should-retry"] = "false"
+        return failed
     return JsonResponse(
         {
             "id": f"chatcmpl-{message['id']}",

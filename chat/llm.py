@@ -80,7 +80,7 @@ class OpenAIChatModel:
                 model=self.name,
                 messages=cast(Any, messages),
                 temperature=settings.CHAT_LLM_TEMPERATURE,
-                max_tokens=max_tokens or settings.CHAT_LLM_MAX_TOKENS,
+                max_tokens=_capped(max_tokens),
             )
             if not response.choices:
                 raise LLMError("The language model returned no answer.", kind="malformed")
@@ -104,7 +104,7 @@ class OpenAIChatModel:
                 model=self.name,
                 messages=cast(Any, messages),
                 temperature=settings.CHAT_LLM_TEMPERATURE,
-                max_tokens=max_tokens or settings.CHAT_LLM_MAX_TOKENS,
+                max_tokens=_capped(max_tokens),
                 stream=True,
                 stream_options={"include_usage": True},
             )
@@ -126,6 +126,13 @@ class OpenAIChatModel:
                 raise LLMError("The language model's answer was cut off before its end.", kind="truncated")
             if not said:
                 raise LLMError(EMPTY_MESSAGE, kind="empty")
+
+
+def _capped(max_tokens: int | None) -> int:
+    """A caller may ask for a shorter answer than CHAT_LLM_MAX_TOKENS, never a longer one (it is the operator's
+    limit on what one answer may cost)."""
+    cap = int(settings.CHAT_LLM_MAX_TOKENS)
+    return min(max_tokens, cap) if max_tokens else cap
 
 
 @contextmanager

@@ -72,8 +72,12 @@ def citations_for(*, user: User) -> QuerySet[Citation]:
     """Citations annotated with `readable`: whether the user may read the cited document now. Access is checked
     when an answer is shown, not only when it was made, so that losing access to a collection hides its quotes
     in old conversations too (see Citation.withheld)."""
-    readable = Document.objects.filter(pk=OuterRef("document_id"), collection__in=collection_list(user=user))
-    return Citation.objects.annotate(readable=Exists(readable))
+    unreadable = Document.objects.filter(pk=OuterRef("document_id")).exclude(
+        collection__in=collection_list(user=user)
+    )
+    # A deleted document (document_id null) withholds nothing: the answer was the reader's to see when it was
+    # made, and no collection's access can be checked any more (its passage page shows nothing of it).
+    return Citation.objects.annotate(readable=~Exists(unreadable))
 
 
 def _messages(user: User) -> QuerySet[Message]:

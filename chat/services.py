@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
+from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from chat import pipeline
@@ -98,7 +99,11 @@ def conversation_rename(*, conversation: Conversation, title: str) -> Conversati
 
 
 def conversation_delete(*, conversation: Conversation) -> None:
-    conversation.delete()
+    """Delete a conversation with its messages. Its row is locked first, as answers lock it before they are
+    stored, so that an answer being stored meanwhile is either deleted with it or refused (ConversationGone)."""
+    with transaction.atomic():
+        if Conversation.objects.select_for_update().filter(pk=conversation.pk).exists():
+            conversation.delete()
 
 
 def _rate_limit(user: User) -> None:
@@ -128,9 +133,18 @@ def _rate_limit(user: User) -> None:
         )
 
 
-def _history(conversation: Conversation) -> list[tuple[str, str]]:
-    rows = conversation.messages.order_by("-created_at", "-pk").values_list("role", "text")[:10]
-    return [(role, text) for role, text in reversed(rows)]
+def _history(conversation: Conversation, user: User) -> list[tuple[str, str]]:
+    """The last turns, as the asker may see them now: an answer that cites a collection they lost access to
+    reaches the language model as the notice they see instead of it."""
+    from chat.selectors import citations_for
+
+    withheld = citations_for(user=user).filter(message=OuterRef("pk"), cited=True, readable=False)  # type: ignore[misc]
+    rows = (
+        conversation.messages.annotate(withheld=Exists(withheld))
+        .order_by("-created_at", "-pk")
+        .values_list("role", "text", "withheld")[:10]
+    )
+    return [(role, WITHHELD_ANSWER if hidden else text) for role, text, hidden in reversed(rows)]
 
 
 def question_ask_stream(
@@ -175,7 +189,7 @@ def question_ask_stream(
             if conversation_collection_ids
             else collections_for_search(user=user)
         )
-    history = list(history) if history is not None else (_history(conversation) if conversation else [])
+    history = list(history) if history is not None else (_history(conversation, user) if conversation else [])
     with transaction.atomic():
         _rate_limit(user)
         if conversation is None:

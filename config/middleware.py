@@ -53,7 +53,9 @@ def busy_response(request: HttpRequest, exception: Exception) -> HttpResponse:
     response: HttpResponse
     accept = request.headers.get("Accept", "")
     # The chat page's script asks for an event stream and shows a JSON error's detail in place.
-    if request.path.startswith("/api/") or "application/json" in accept or "text/event-stream" in accept:
+    if request.path.startswith(OPENAI_PREFIX):
+        response = openai_error_response(errors.ServiceUnavailable(BUSY_MESSAGE))
+    elif request.path.startswith("/api/") or "application/json" in accept or "text/event-stream" in accept:
         response = JsonResponse(error_body(errors.ServiceUnavailable(BUSY_MESSAGE)), status=503)
     else:
         response = HttpResponse(BUSY_MESSAGE, status=503, content_type="text/plain; charset=utf-8")
@@ -62,6 +64,8 @@ def busy_response(request: HttpRequest, exception: Exception) -> HttpResponse:
 
 
 NUL = "\x00"
+# django-ninja's routes read a JSON body whatever the request's declared type, multipart included.
+JSON_ANYWAY_PREFIXES = ("/api/chat/", "/api/v1/", "/api/ml/", "/api/whoami")
 # The OpenAI-compatible endpoints answer errors in OpenAI's shape, which the OpenAI SDKs read.
 OPENAI_PREFIX = "/api/v1/"
 
@@ -92,7 +96,10 @@ def _where_nul(request: HttpRequest) -> str | None:
         if NUL in name or any(NUL in value for value in values):
             return f"the query parameter {name.replace(NUL, '')!r}"
     content_type = request.content_type or ""
-    if request.method in ("GET", "HEAD", "OPTIONS") or content_type == "multipart/form-data":
+    if request.method in ("GET", "HEAD", "OPTIONS"):
+        return None
+    if content_type == "multipart/form-data" and not request.path.startswith(JSON_ANYWAY_PREFIXES):
+        # Uploads are parsed by the views, after their size checks; the fields they read refuse NUL themselves.
         return None
     try:
         body = request.body
@@ -100,17 +107,18 @@ def _where_nul(request: HttpRequest) -> str | None:
         return None  # refused by whoever reads it, as without this check
     if not body:
         return None
-    if content_type == "application/json" or content_type.endswith("+json"):
-        try:
-            data = json.loads(body)
-        except (ValueError, UnicodeDecodeError):
-            return None  # not JSON: the API answers that itself
-        return "the JSON body" if any(NUL in text for text in _strings(data)) else None
     if content_type == "application/x-www-form-urlencoded":
         for name, values in request.POST.lists():
             if NUL in name or any(NUL in value for value in values):
                 return f"the form field {name.replace(NUL, '')!r}"
-    return None
+        return None
+    # Any other body is read as JSON if it is JSON, whatever its declared type: django-ninja parses every body
+    # as JSON (text/plain, none at all), so the declared type cannot be trusted to skip it.
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return None  # not JSON: refused by whoever parses it (binary uploads hold NUL bytes legitimately)
+    return "the JSON body" if any(NUL in text for text in _strings(data)) else None
 
 
 class RefuseNulMiddleware:
@@ -167,38 +175,53 @@ class ContentSecurityPolicyMiddleware:
         return response
 
 
+class ServerError(errors.DomainError):
+    """Something went wrong on the server. Please try again."""
+
+
+class BadRequest(errors.DomainError):
+    """The request could not be understood."""
+
+
+# Every technical page of Django's (404, 500, CSRF failure, the DEBUG 400 and 403) carries this tag; no page of
+# the site does.
+TECHNICAL_PAGE_MARK = b'<meta name="robots" content="NONE,NOARCHIVE">'
+# The site's own page for each error status Django may answer with one of its technical pages under DEBUG.
+SITE_PAGES = {400: "400.html", 403: "403.html", 404: "404.html", 500: "500.html"}
+API_ERRORS: dict[int, errors.DomainError] = {
+    400: BadRequest(),
+    403: errors.AccessDenied(),
+    404: errors.ObjectNotFound("No such address."),
+    500: ServerError(),
+}
+
+
 class SitePagesMiddleware:
-    """The site's own "not found" and "something went wrong" pages in every mode. Under DEBUG (as `make run`
-    serves the demo) Django answers with its technical pages instead, which show settings and tracebacks to
-    whoever asks; the traceback is in the log either way. Under /api/ an HTML error page becomes the APIs' JSON
-    error."""
+    """The site's own error pages in every mode. Under DEBUG (as `make run` serves the demo) Django answers a bad
+    request, a refusal, a missing page or a crash with its technical pages instead, which show settings and
+    tracebacks to whoever asks; the traceback is in the log either way. Under /api/ an HTML error page (an
+    address no route matches, a bad Host header) becomes the APIs' JSON error, in OpenAI's shape under /api/v1/."""
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         response = self.get_response(request)
-        if response.status_code not in (404, 500) or getattr(response, "site_page", False):
+        status = response.status_code
+        if status not in SITE_PAGES or getattr(response, "site_page", False) or response.streaming:
             return response
-        if not response.get("Content-Type", "").startswith("text/html") or response.streaming:
+        if not response.get("Content-Type", "").startswith("text/html"):
             return response
         if request.path.startswith("/api/"):
-            # An address under /api/ that no route matches (or a crash outside the APIs' own handlers): the
-            # APIs answer in JSON, whatever answered.
-            body = (
-                error_body(errors.ObjectNotFound("No such address."))
-                if response.status_code == 404
-                else {
-                    "detail": "Something went wrong on the server. Please try again.",
-                    "code": "ServerError",
-                }
-            )
-            return JsonResponse(body, status=response.status_code)
-        if not settings.DEBUG:
-            return response
-        if response.status_code == 404:
-            page = render(request, "404.html", status=404)
-        else:
+            error = API_ERRORS[status]
+            if request.path.startswith(OPENAI_PREFIX):
+                return openai_error_response(error, status=status)
+            return JsonResponse(error_body(error), status=status)
+        if not settings.DEBUG or TECHNICAL_PAGE_MARK not in response.content:
+            return response  # a page of the site's own, a view's page that says more than the status
+        if status == 500:
             page = HttpResponse(loader.get_template("500.html").render(), status=500)
+        else:
+            page = render(request, SITE_PAGES[status], status=status)
         page.site_page = True  # type: ignore[attr-defined]
         return page

@@ -25,17 +25,27 @@ STOP_TIMEOUT_SECONDS = 20
 
 
 def main() -> int:
+    # Watched from the start: make stops catching SIGINT once it got one, and the first run's setup takes minutes.
+    parent = _ParentMake()
     env = _environment()
     os.environ.update(env)
     data_dir = Path(env["KB_DATA_DIR"])
     data_dir.mkdir(parents=True, exist_ok=True)
     _ensure_secret_key(data_dir)
 
-    _manage("migrate", "--noinput", env=env)
     username, password, note = _admin_credentials(data_dir)
-    _ensure_admin(username, password, env)
-    _manage("load_demo", env=env)
-    _manage("ensure_models", env=env, optional=True)
+    setup = [
+        lambda: _manage("migrate", "--noinput", env=env),
+        lambda: _ensure_admin(username, password, env),
+        lambda: _manage("load_demo", env=env),
+        lambda: _manage("ensure_models", env=env, optional=True),
+    ]
+    for step in setup:
+        step()
+        if parent.was_interrupted():
+            print("\nmake was interrupted; stopping.", flush=True)
+            _stop_embedded_database(env)
+            return 0
 
     children: list[tuple[str, subprocess.Popen[bytes]]] = []
     stopping = False
@@ -49,9 +59,8 @@ def main() -> int:
     try:
         children.append(("worker", _start_worker(env, data_dir)))
         children.append(("web", _start_web(env)))
-        if _wait_until_serving(children):
+        if _wait_until_serving(children, parent):
             _banner(username, password, note)
-        parent = _ParentMake()
         while not stopping:
             for name, process in children:
                 if process.poll() is not None:
@@ -118,12 +127,16 @@ def _manage(*args: str, env: dict[str, str], optional: bool = False) -> None:
 
 def _ensure_secret_key(data_dir: Path) -> None:
     """A key generated once and kept in the data folder, which the settings read when DJANGO_SECRET_KEY is not
-    set: the site and every `manage.py` command run in this folder then share it."""
-    stored = data_dir / "secret-key.txt"
-    if os.environ.get("DJANGO_SECRET_KEY") or stored.exists():
+    set: the site and every `manage.py` command run in this folder then share it. Created readable by its owner
+    alone, in one step (no moment with wider permissions, no second writer)."""
+    if os.environ.get("DJANGO_SECRET_KEY"):
         return
-    stored.write_text(secrets.token_urlsafe(50) + "\n")
-    stored.chmod(0o600)
+    try:
+        descriptor = os.open(data_dir / "secret-key.txt", os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    except FileExistsError:
+        return
+    with os.fdopen(descriptor, "w") as stored:
+        stored.write(secrets.token_urlsafe(50) + "\n")
 
 
 def _admin_credentials(data_dir: Path) -> tuple[str, str, str]:
@@ -198,10 +211,10 @@ def _start_web(env: dict[str, str]) -> subprocess.Popen[bytes]:
     )
 
 
-def _wait_until_serving(children: list[tuple[str, subprocess.Popen[bytes]]]) -> bool:
+def _wait_until_serving(children: list[tuple[str, subprocess.Popen[bytes]]], parent: _ParentMake) -> bool:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        if any(process.poll() is not None for _, process in children):
+        if any(process.poll() is not None for _, process in children) or parent.was_interrupted():
             return False
         try:
             with urllib.request.urlopen(f"http://{HOST}:{PORT}/healthz", timeout=2) as response:

@@ -33,6 +33,11 @@ if not SECRET_KEY and env("DJANGO_SECRET_KEY_FILE", default=""):
 # README shows them) use the same key, embedded database and file broker as the site it serves.
 LOCAL_SECRET_KEY_FILE = DATA_DIR / "secret-key.txt"
 if not SECRET_KEY and LOCAL_SECRET_KEY_FILE.is_file():
+    if LOCAL_SECRET_KEY_FILE.stat().st_mode & 0o077:
+        raise ImproperlyConfigured(
+            f"{LOCAL_SECRET_KEY_FILE} may be read by others than its owner: `chmod 600` it (or delete it, and "
+            "`make run` makes a new one)."
+        )
     SECRET_KEY = LOCAL_SECRET_KEY_FILE.read_text().strip()
 if not SECRET_KEY:
     if not DEBUG:

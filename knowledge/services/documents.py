@@ -75,8 +75,11 @@ def document_add(
         raise EmptyDocument(f"{name} is empty (0 bytes): there is nothing to index.", file=name)
     content_hash = hashlib.sha256(data).hexdigest()
     written: list[str] = []  # files this call wrote, removed again if its transaction rolls back
+    committed: list[bool] = []
     try:
         with transaction.atomic():
+            # Runs first of this block's on-commit hooks: once it has, the files belong to committed rows.
+            transaction.on_commit(lambda: committed.append(True))
             added = _add_locked(
                 collection=collection,
                 name=name,
@@ -88,8 +91,9 @@ def document_add(
                 written=written,
             )
     except BaseException:
-        for file_name in written:
-            default_storage.delete(file_name)
+        if not committed:
+            for file_name in written:
+                default_storage.delete(file_name)
         raise
     # The task was sent on commit, just now (unless a caller's transaction is still open): say so when it could
     # not be.
@@ -150,7 +154,7 @@ def _add_locked(
         _reset_for_indexing(previous)
         previous.save()
         previous.refresh_from_db()
-        transaction.on_commit(lambda: _delete_file(previous, old_file))
+        transaction.on_commit(lambda: _delete_file(previous, old_file), robust=True)
         document, message, outcome = previous, f"{name}: new version {previous.version}", "updated"
     else:
         document = Document(
@@ -381,6 +385,10 @@ def document_delete(*, document: Document) -> None:
     file_name = document.file.name
     storage = document.file.storage
     with transaction.atomic():
+        # Locked first, so that the rows that refer to it (chunks, citations being stored) are collected after
+        # any concurrent writer has committed; the database nulls a citation that still slips in between.
+        if not Document.objects.select_for_update().filter(pk=document.pk).exists():
+            return
         document.delete()
         transaction.on_commit(lambda: storage.delete(file_name) if file_name else None)
 

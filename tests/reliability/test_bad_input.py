@@ -117,3 +117,16 @@ def test_collection_and_conversation_names_refuse_control_characters(api, manual
     assert not Collection.objects.filter(name__contains="\x18").exists()
     assert "\x18" not in Conversation.objects.get(pk=asked["conversation_id"]).title
     assert renamed.status_code == 422
+
+
+@pytest.mark.parametrize(
+    "content_type", ["text/plain", "application/x-anything", "multipart/form-data; boundary=x"]
+)
+def test_a_nul_in_json_sent_under_another_content_type_is_refused_too(api, manual, content_type):
+    # django-ninja reads a JSON body whatever type the request declares.
+    response = api.generic(
+        "POST", "/api/chat/ask", data='{"question": "vacuum\\u0000"}', content_type=content_type
+    )
+
+    assert response.status_code == 422
+    assert Message.objects.count() == 0

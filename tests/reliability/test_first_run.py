@@ -164,3 +164,25 @@ def test_make_run_serves_then_stops_everything_on_kill_int_of_make(tmp_path):
         ["pgrep", "-f", str(tmp_path / "var")], capture_output=True, text=True, check=False
     )
     assert leftovers.stdout.strip() == "", leftovers.stdout
+
+
+def test_the_kept_key_is_made_for_its_owner_alone_and_refused_once_others_may_read_it(tmp_path, monkeypatch):
+    monkeypatch.delenv("DJANGO_SECRET_KEY", raising=False)
+    _load_run_script()._ensure_secret_key(tmp_path)
+    key_file = tmp_path / "secret-key.txt"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "KB_"))}
+    env.update(KB_DATA_DIR=str(tmp_path), DJANGO_SETTINGS_MODULE="config.settings.base")
+    probe = [
+        sys.executable,
+        "-c",
+        "import django; django.setup(); from django.conf import settings; print(len(settings.SECRET_KEY))",
+    ]
+
+    made_private = key_file.stat().st_mode & 0o777 == 0o600
+    private = subprocess.run(probe, cwd=ROOT, env=env, capture_output=True, text=True, check=False)
+    key_file.chmod(0o644)
+    shared = subprocess.run(probe, cwd=ROOT, env=env, capture_output=True, text=True, check=False)
+
+    assert made_private
+    assert private.returncode == 0 and int(private.stdout) > 50
+    assert shared.returncode != 0 and "may be read by others" in shared.stderr

@@ -84,3 +84,20 @@ def test_an_add_whose_transaction_rolls_back_removes_the_file_it_wrote(monkeypat
         knowledge_services.document_add(collection=collection, name="lost.md", content=b"# Lost\n\nx")
 
     assert _stored_files() == set()
+
+
+@pytest.mark.django_db(transaction=True)  # real commits, so that the hooks run inside document_add
+def test_a_failure_after_the_commit_never_removes_a_committed_documents_file(monkeypatch):
+    from knowledge.services import indexing
+
+    collection = CollectionFactory(slug="sent-after-commit")
+
+    def failing_send(*, document_id):
+        raise RuntimeError("something unexpected after the commit")
+
+    monkeypatch.setattr(indexing, "document_send", failing_send)
+    with pytest.raises(RuntimeError):
+        knowledge_services.document_add(collection=collection, name="kept.md", content=b"# Kept\n\nx")
+
+    document = Document.objects.get(source_name="kept.md")
+    assert document.file.storage.exists(document.file.name)

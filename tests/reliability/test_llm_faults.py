@@ -75,3 +75,32 @@ def test_an_extractive_completion_reports_its_token_counts(openai_client, manual
     )
 
     assert completion.usage.prompt_tokens > 0 and completion.usage.completion_tokens > 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_failed_answer_is_not_asked_again_by_a_retrying_sdk(live_server, reader_token, manual, llm_server):
+    llm_server.failure = "empty"
+    retrying = openai.OpenAI(
+        base_url=f"{live_server.url}/api/v1", api_key=reader_token, max_retries=2, timeout=60
+    )
+
+    try:
+        with pytest.raises(openai.APIStatusError):
+            retrying.chat.completions.create(
+                model="knowledge-base", messages=[{"role": "user", "content": QUESTION}]
+            )
+    finally:
+        retrying.close()
+
+    assert Message.objects.filter(role=Message.Role.ASSISTANT).count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_client_cannot_raise_the_operators_token_limit(openai_client, manual, llm_server, settings):
+    settings.CHAT_LLM_MAX_TOKENS = 300
+
+    openai_client.chat.completions.create(
+        model="knowledge-base", messages=[{"role": "user", "content": QUESTION}], max_tokens=100_000
+    )
+
+    assert llm_server.requests[-1]["body"]["max_tokens"] == 300

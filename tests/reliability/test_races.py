@@ -125,3 +125,29 @@ def test_concurrent_questions_do_not_overshoot_the_rate_limit(manual, reader, se
 
     assert outcomes.count("answered") == 5 and outcomes.count("refused") == 3
     assert Message.objects.filter(role=Message.Role.USER).count() == 5
+
+
+def test_the_database_nulls_a_citations_links_when_its_chunk_or_document_goes_under_it(api, manual):
+    asked = api.post("/api/chat/ask", {"question": "How do I take a backup?"}, format="json").json()
+    cited = Citation.objects.filter(message_id=asked["message"]["id"]).exclude(chunk_id=None).first()
+    assert cited is not None
+
+    with connection.cursor() as cursor:  # as a delete whose collector looked before this citation was stored
+        cursor.execute("DELETE FROM knowledge_chunk WHERE document_id = %s", [cited.document_id])
+        cursor.execute("DELETE FROM knowledge_documenttext WHERE document_id = %s", [cited.document_id])
+        cursor.execute("DELETE FROM knowledge_document WHERE id = %s", [cited.document_id])
+
+    cited.refresh_from_db()
+    assert cited.chunk_id is None and cited.document_id is None
+    assert cited.quote  # the quote as it was is kept
+
+
+def test_a_conversation_deleted_while_an_answer_is_stored_is_deleted_whole(api, manual, llm_server):
+    first = api.post("/api/chat/ask", {"question": "How do I take a backup?"}, format="json").json()
+    conversation = Conversation.objects.get(pk=first["conversation_id"])
+
+    services.conversation_delete(conversation=conversation)
+    services.conversation_delete(conversation=conversation)  # again: already gone, nothing to do
+
+    assert not Conversation.objects.filter(pk=first["conversation_id"]).exists()
+    assert not Message.objects.filter(conversation_id=first["conversation_id"]).exists()

@@ -157,3 +157,65 @@ def test_browsers_find_the_favicon(client):
     assert (
         b"<svg" in b"".join(response.streaming_content) if response.streaming else b"<svg" in response.content
     )
+
+
+def _team_reader_with_an_answer(api, reader, django_capture_on_commit_callbacks):
+    from django.contrib.auth.models import Group
+
+    team = Group.objects.create(name="team")
+    reader.groups.add(team)
+    collection = CollectionFactory(slug="team-docs", visibility=Collection.Visibility.RESTRICTED)
+    collection.allowed_groups.add(team)
+    with django_capture_on_commit_callbacks(execute=True):
+        added = knowledge_services.document_add(
+            collection=collection,
+            name="plan.md",
+            content=b"# Plan\n\nThe secret launch date of the new product is the fourth of May.",
+        )
+    asked = api.post(
+        "/api/chat/ask", {"question": "What is the secret launch date of the new product?"}, format="json"
+    ).json()
+    return team, added.document, asked
+
+
+def test_a_follow_up_does_not_send_a_withheld_answer_to_the_language_model(
+    api, reader, django_capture_on_commit_callbacks, llm_server
+):
+    team, _, asked = _team_reader_with_an_answer(api, reader, django_capture_on_commit_callbacks)
+    reader.groups.remove(team)
+    before = len(llm_server.requests)
+
+    api.post(
+        "/api/chat/ask",
+        {"question": "And what about it?", "conversation_id": asked["conversation_id"]},
+        format="json",
+    )
+
+    sent = " ".join(str(request["body"]) for request in llm_server.requests[before:])
+    assert sent and "fourth of May" not in sent
+
+
+def test_a_deleted_document_does_not_hide_the_answers_that_quoted_it(
+    api, reader, django_capture_on_commit_callbacks
+):
+    _, document, asked = _team_reader_with_an_answer(api, reader, django_capture_on_commit_callbacks)
+
+    knowledge_services.document_delete(document=document)
+    seen = api.get(f"/api/chat/conversations/{asked['conversation_id']}").json()["messages"][-1]
+
+    assert "fourth of May" in seen["text"]
+
+
+@pytest.mark.parametrize("debug", [False, True])
+def test_a_bad_host_gets_the_sites_page_or_json_never_the_technical_page(client, settings, debug):
+    settings.DEBUG = debug
+
+    page = client.get("/", HTTP_HOST="evil.example")
+    api = client.get("/api/whoami", HTTP_HOST="evil.example")
+    openai_404 = client.get("/api/v1/no-such-thing")
+
+    assert (
+        page.status_code == 400 and b"NONE,NOARCHIVE" not in page.content and b"Traceback" not in page.content
+    )
+    assert api.status_code == 400 and api.json()["code"] == "BadRequest"
+    assert openai_404.status_code == 404 and openai_404.json()["error"]["type"] == "not_found_error"
