@@ -316,10 +316,9 @@ def chat_completions(request: HttpRequest, payload: ChatCompletionIn) -> HttpRes
     if message["outcome"] == Message.Outcome.FAILED:
         # The stored answer is the failure notice: an OpenAI client is told in the error shape it reads, with
         # the sources that were found beside it.
-        response = openai_error_response(AnswerFailed(_first_line(message["text"])))
-        body = json.loads(response.content)
-        body["error"]["citations"] = message["citations"]
-        failed = JsonResponse(body, status=response.status_code)
+        failed = openai_error_response(
+            AnswerFailed(_first_line(message["text"])), citations=message["citations"]
+        )
         # The answer was made and stored (as failed): an SDK retrying the 5xx would ask it again, twice more.
         failed["x-should-retry"] = "false"
         return failed
@@ -389,21 +388,25 @@ def _openai_chunks(events: Iterator[dict[str, Any]], model: str, *, include_usag
     # One id for every chunk of a stream, as OpenAI gives it; the stored answer's id is not known until the end.
     chunk_id = f"chatcmpl-{uuid.uuid4().hex}"
 
-    def chunk(delta: dict[str, Any], finish_reason: str | None = None, **extra: Any) -> str:
-        body = {
-            "id": chunk_id,
-            "object": "chat.completion.chunk",
-            "created": created,
-            "model": model,
-            "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}],
-            **extra,
-        }
+    def data(body: dict[str, Any]) -> str:
         return f"data: {json.dumps(body, default=str)}\n\n"
 
+    def chunk(delta: dict[str, Any] | None, finish_reason: str | None = None, **extra: Any) -> str:
+        # No delta: the last chunk, which OpenAI sends with no choices (usage, when asked for).
+        choices = [] if delta is None else [{"index": 0, "delta": delta, "finish_reason": finish_reason}]
+        return data(
+            {
+                "id": chunk_id,
+                "object": "chat.completion.chunk",
+                "created": created,
+                "model": model,
+                "choices": choices,
+                **extra,
+            }
+        )
+
     def error(exc: DomainError, **extra: Any) -> str:
-        body = openai_error_body(exc)
-        body["error"].update(extra)
-        return f"data: {json.dumps(body, default=str)}\n\n"
+        return data(openai_error_body(exc, **extra))
 
     yield chunk({"role": "assistant", "content": ""})
     streamed = False
@@ -431,20 +434,7 @@ def _openai_chunks(events: Iterator[dict[str, Any]], model: str, *, include_usag
                     outcome=message["outcome"],
                 )
                 if include_usage:
-                    yield (
-                        "data: "
-                        + json.dumps(
-                            {
-                                "id": chunk_id,
-                                "object": "chat.completion.chunk",
-                                "created": created,
-                                "model": model,
-                                "choices": [],
-                                "usage": event["usage"],
-                            }
-                        )
-                        + "\n\n"
-                    )
+                    yield chunk(None, usage=event["usage"])
     except DomainError as exc:
         yield error(exc)
         return

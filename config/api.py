@@ -15,7 +15,7 @@ from chat.api import openai_router as chat_openai_router
 from chat.api import router as chat_router
 from config.api_errors import error_body, install_ninja_handlers, openai_error_response
 from config.authentication import WWW_AUTHENTICATE, ApiTokenAuth, SignedInSession
-from config.errors import DomainError, InvalidInput
+from config.errors import DomainError, InvalidInput, ServerError
 from config.middleware import OPENAI_PREFIX, busy_response, waited_for_a_connection
 from config.openapi import document_error_responses
 from mlmodels.api import router as ml_router
@@ -23,7 +23,7 @@ from mlmodels.api import router as ml_router
 
 class KnowledgeAPI(NinjaAPI):
     """The API object, whose OpenAPI schema documents the error statuses of every operation (as the resource
-    API's does, from the same list in config.api_errors)."""
+    API's does, from the same list in config.openapi)."""
 
     def get_openapi_schema(self, *args: Any, **kwargs: Any) -> Any:
         schema = super().get_openapi_schema(*args, **kwargs)
@@ -53,14 +53,10 @@ class MalformedBody(InvalidInput):
     """The request body could not be read."""
 
 
-class ServerError(DomainError):
-    """Something went wrong on the server. Please try again."""
-
-
 def _error(request: HttpRequest, error: DomainError, status: int, **details: Any) -> HttpResponse:
     """django-ninja's own errors in the APIs' shape: OpenAI's under /api/v1/, the one error body elsewhere."""
     if request.path.startswith(OPENAI_PREFIX):
-        return openai_error_response(error, status=400 if status == 422 else status)
+        return openai_error_response(error, status=status)
     body = error_body(error)
     if details:
         body["details"] = details

@@ -18,6 +18,7 @@ STATUS_BY_ERROR: tuple[tuple[type[errors.DomainError], int], ...] = (
     (errors.PayloadTooLarge, 413),
     (errors.RateLimited, 429),
     (errors.ServiceUnavailable, 503),
+    (errors.ServerError, 500),
 )
 
 
@@ -44,16 +45,23 @@ def openai_status_for(exc: errors.DomainError) -> int:
     return 400 if status == 422 else status
 
 
-def openai_error_body(exc: errors.DomainError, *, status: int | None = None) -> dict[str, Any]:
-    """The error in the shape OpenAI's API gives it, which the OpenAI SDKs read their message from."""
+def openai_error_body(exc: errors.DomainError, *, status: int | None = None, **extra: Any) -> dict[str, Any]:
+    """The error in the shape OpenAI's API gives it, which the OpenAI SDKs read their message from; `extra`
+    fields (the citations of a failed answer) go beside the message."""
     status = status or openai_status_for(exc)
     kind = OPENAI_ERROR_TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
-    return {"error": {"message": exc.message, "type": kind, "param": None, "code": type(exc).__name__}}
+    return {
+        "error": {"message": exc.message, "type": kind, "param": None, "code": type(exc).__name__, **extra}
+    }
 
 
-def openai_error_response(exc: errors.DomainError, *, status: int | None = None) -> JsonResponse:
+def openai_error_response(
+    exc: errors.DomainError, *, status: int | None = None, **extra: Any
+) -> JsonResponse:
+    """`status` overrides the error's own; a 422 is answered as 400 either way (see openai_status_for)."""
     status = status or openai_status_for(exc)
-    response = JsonResponse(openai_error_body(exc, status=status), status=status)
+    status = 400 if status == 422 else status
+    response = JsonResponse(openai_error_body(exc, status=status, **extra), status=status)
     for name, value in _headers(exc).items():
         response[name] = value
     return response

@@ -41,3 +41,11 @@ class RateLimited(DomainError):
 
 class ServiceUnavailable(DomainError):
     """A service this request needs is unavailable."""
+
+
+class BadRequest(DomainError):
+    """The request could not be understood."""
+
+
+class ServerError(DomainError):
+    """Something went wrong on the server. Please try again."""

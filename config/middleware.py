@@ -175,24 +175,16 @@ class ContentSecurityPolicyMiddleware:
         return response
 
 
-class ServerError(errors.DomainError):
-    """Something went wrong on the server. Please try again."""
-
-
-class BadRequest(errors.DomainError):
-    """The request could not be understood."""
-
-
 # Every technical page of Django's (404, 500, CSRF failure, the DEBUG 400 and 403) carries this tag; no page of
 # the site does.
 TECHNICAL_PAGE_MARK = b'<meta name="robots" content="NONE,NOARCHIVE">'
 # The site's own page for each error status Django may answer with one of its technical pages under DEBUG.
 SITE_PAGES = {400: "400.html", 403: "403.html", 404: "404.html", 500: "500.html"}
 API_ERRORS: dict[int, errors.DomainError] = {
-    400: BadRequest(),
+    400: errors.BadRequest(),
     403: errors.AccessDenied(),
     404: errors.ObjectNotFound("No such address."),
-    500: ServerError(),
+    500: errors.ServerError(),
 }
 
 

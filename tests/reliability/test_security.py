@@ -62,21 +62,7 @@ def test_the_openai_endpoint_answers_401_in_openais_shape():
 def test_quotes_of_a_collection_the_reader_lost_are_hidden_in_old_answers(
     api, reader, django_capture_on_commit_callbacks
 ):
-    from django.contrib.auth.models import Group
-
-    team = Group.objects.create(name="team")
-    reader.groups.add(team)
-    collection = CollectionFactory(slug="team-docs", visibility=Collection.Visibility.RESTRICTED)
-    collection.allowed_groups.add(team)
-    with django_capture_on_commit_callbacks(execute=True):
-        knowledge_services.document_add(
-            collection=collection,
-            name="plan.md",
-            content=b"# Plan\n\nThe secret launch date of the new product is the fourth of May.",
-        )
-    asked = api.post(
-        "/api/chat/ask", {"question": "What is the secret launch date of the new product?"}, format="json"
-    ).json()
+    team, _, asked = _team_reader_with_an_answer(api, reader, django_capture_on_commit_callbacks)
     assert "fourth of May" in asked["message"]["text"]
 
     reader.groups.remove(team)
