@@ -4,6 +4,13 @@ Judgments in BEIR sets are per document while search ranks chunks, so a ranked c
 document list by each document's best (first) chunk, and the metrics are computed on documents. The metrics follow
 the usual definitions (those of trec_eval and BEIR): linear gains, log2 discounts, the ideal ranking from the
 judgments, queries without a relevant document left out.
+
+A corpus row holds its `text` (indexed as a Markdown file under its title) or names a `file` (a path, absolute or
+relative to the corpus folder), which is indexed through the same upload path as any file, so that PDFs and HTML
+pages are parsed as a user's would be. Judgments may name a page of a document, `R-admin#page=23` (1-based):
+then a hit counts for the page its chunk starts on, and each page is ranked by its best chunk.
+
+Beside the product's modes, the same run measures the naive baseline of `knowledge.baseline` on the same texts.
 """
 
 from __future__ import annotations
@@ -21,12 +28,17 @@ import numpy as np
 
 from config.errors import InvalidInput
 from knowledge import services
+from knowledge.baseline import BASELINE_MODES, Baseline, BaselineMode, baseline_build
+from knowledge.embeddings import Embedder
 from knowledge.models import Collection, Document
+from knowledge.parsing import parse
 from knowledge.search import Fusion, Mode, Reranker, search
 
-EvalMode = Literal["lexical", "dense", "hybrid", "hybrid+rerank"]
-EVAL_MODES: tuple[EvalMode, ...] = ("lexical", "dense", "hybrid", "hybrid+rerank")
-_SEARCH_MODE: dict[EvalMode, Mode] = {
+ProductMode = Literal["lexical", "dense", "hybrid", "hybrid+rerank"]
+EvalMode = ProductMode | BaselineMode
+PRODUCT_MODES: tuple[ProductMode, ...] = ("lexical", "dense", "hybrid", "hybrid+rerank")
+EVAL_MODES: tuple[EvalMode, ...] = (*PRODUCT_MODES, *BASELINE_MODES)
+_SEARCH_MODE: dict[ProductMode, Mode] = {
     "lexical": "lexical",
     "dense": "dense",
     "hybrid": "hybrid",
@@ -43,11 +55,32 @@ class DatasetError(InvalidInput):
     """The data set cannot be read."""
 
 
+PAGE_MARK = "#page="
+
+
 @dataclass(frozen=True)
 class CorpusEntry:
     doc_id: str
     title: str
     text: str
+    file: Path | None = None  # indexed from this file instead of `text`
+
+    def read(self) -> bytes:
+        """The bytes that are indexed for this entry: the file's, or the text as Markdown."""
+        if self.file is None:
+            return corpus_markdown(self).encode("utf-8")
+        try:
+            return self.file.read_bytes()
+        except OSError as exc:
+            raise DatasetError(f"{self.doc_id}: cannot read {self.file} ({exc.strerror}).") from exc
+
+    @property
+    def upload_name(self) -> str:
+        """A file name for the entry, unique within the corpus as its id is."""
+        if self.file is None:
+            return f"{self.doc_id}.md"
+        stem = self.doc_id.replace("/", "__")
+        return stem if stem.endswith(self.file.suffix) else f"{stem}{self.file.suffix}"
 
 
 @dataclass(frozen=True)
@@ -56,6 +89,16 @@ class Dataset:
     queries: dict[str, str]
     qrels: dict[str, dict[str, int]]
     missing_judged_documents: int = 0
+
+    @property
+    def by_page(self) -> bool:
+        """Whether the judgments name pages of documents rather than whole documents."""
+        return any(PAGE_MARK in doc_id for judged in self.qrels.values() for doc_id in judged)
+
+
+def judged_document(judged_id: str) -> str:
+    """The corpus id a judgment is about: `R-admin` for `R-admin#page=23`."""
+    return judged_id.split(PAGE_MARK, 1)[0]
 
 
 # --- Reading a BEIR folder -----------------------------------------------------------------------------------------
@@ -70,7 +113,10 @@ def dataset_read(*, folder: Path, corpus_folder: Path | None = None, split: str 
     corpus_folder = corpus_folder or folder
     corpus = {
         str(row["_id"]): CorpusEntry(
-            doc_id=str(row["_id"]), title=str(row.get("title") or ""), text=str(row.get("text") or "")
+            doc_id=str(row["_id"]),
+            title=str(row.get("title") or ""),
+            text=str(row.get("text") or ""),
+            file=corpus_folder / str(row["file"]) if row.get("file") else None,
         )
         for row in _jsonl(corpus_folder / "corpus.jsonl")
     }
@@ -78,7 +124,7 @@ def dataset_read(*, folder: Path, corpus_folder: Path | None = None, split: str 
     qrels: dict[str, dict[str, int]] = {}
     missing = 0
     for query_id, doc_id, score in _qrels(folder / "qrels" / f"{split}.tsv"):
-        if doc_id not in corpus:
+        if judged_document(doc_id) not in corpus:
             missing += 1
         elif query_id in all_queries:
             qrels.setdefault(query_id, {})[doc_id] = score
@@ -188,6 +234,12 @@ class CorpusImported:
     outcomes: dict[str, int] = field(default_factory=lambda: {"created": 0, "updated": 0, "unchanged": 0})
     failures: list[tuple[str, str]] = field(default_factory=list)
     emptied: int = 0
+    by_page: bool = False
+
+    def judged_id(self, document_id: int, page_number: int | None) -> str:
+        """The id the judgments know a hit (or a cited chunk) by: its corpus id, and its page when judged so."""
+        doc_id = self.doc_ids.get(document_id, f"document:{document_id}")
+        return f"{doc_id}{PAGE_MARK}{page_number}" if self.by_page else doc_id
 
 
 def corpus_import(
@@ -208,17 +260,17 @@ def corpus_import(
     collection = services.collection_get_or_create(
         slug=slug, name=f"Evaluation {slug}", visibility=Collection.Visibility.RESTRICTED
     )
-    report = CorpusImported(collection=collection, doc_ids={})
+    report = CorpusImported(collection=collection, doc_ids={}, by_page=dataset.by_page)
     if not reuse:
         for document in Document.objects.filter(collection=collection).iterator():
             services.document_delete(document=document)
             report.emptied += 1
     total = len(dataset.corpus)
-    by_name = {f"{entry.doc_id}.md": entry for entry in dataset.corpus.values()}
+    by_name = {entry.upload_name: entry for entry in dataset.corpus.values()}
 
     # The same grouped, pipelined import as `manage.py ingest`.
     def reader(entry: CorpusEntry) -> Callable[[], bytes]:
-        return lambda: corpus_markdown(entry).encode("utf-8")
+        return entry.read
 
     imported = services.documents_import(
         collection=collection,
@@ -283,10 +335,9 @@ class SearchOptions:
 
 def mode_run(
     *,
-    mode: EvalMode,
+    mode: ProductMode,
     dataset: Dataset,
-    collection: Collection,
-    doc_ids: Mapping[int, str],
+    imported: CorpusImported,
     options: SearchOptions,
     on_query: Callable[[int, int], None] | None = None,
 ) -> ModeRun:
@@ -302,7 +353,7 @@ def mode_run(
     def run(text: str) -> list[str]:
         result = search(
             query=text,
-            collections=[collection],
+            collections=[imported.collection],
             limit=options.depth,
             mode=_SEARCH_MODE[mode],
             fusion=options.fusion,
@@ -313,9 +364,18 @@ def mode_run(
             lexical_weight=options.lexical_weight,
         )
         return documents_by_best_chunk(
-            doc_ids.get(hit.document_id, f"document:{hit.document_id}") for hit in result.hits
+            imported.judged_id(hit.document_id, hit.page_number) for hit in result.hits
         )
 
+    return _queries_run(mode, dataset, run, on_query)
+
+
+def _queries_run(
+    mode: EvalMode,
+    dataset: Dataset,
+    run: Callable[[str], list[str]],
+    on_query: Callable[[int, int], None] | None,
+) -> ModeRun:
     if dataset.queries:
         run(next(iter(dataset.queries.values())))  # loads the model and warms the caches
     outcome = ModeRun(mode=mode, per_query={}, latencies_ms=[])
@@ -328,6 +388,67 @@ def mode_run(
         if on_query is not None:
             on_query(done, total)
     return outcome
+
+
+# --- The naive baseline --------------------------------------------------------------------------------------------
+
+
+def baseline_documents(dataset: Dataset) -> dict[str, tuple[str, str]]:
+    """What the baseline ranks: judged id -> (title, text). A text row is its title and text as written; a file
+    is read by the platform's parser (the baseline's windows are independent of the product's chunks, not of
+    the text a file holds), and split into its pages when the judgments name pages."""
+    documents: dict[str, tuple[str, str]] = {}
+    for entry in dataset.corpus.values():
+        if entry.file is None:
+            documents[entry.doc_id] = (entry.title, entry.text)
+            continue
+        parsed = parse(entry.read(), filename=entry.upload_name)
+        title = entry.title or parsed.title
+        if not dataset.by_page:
+            documents[entry.doc_id] = (title, parsed.text)
+            continue
+        pages: dict[int, list[str]] = {}
+        for block in parsed.blocks:
+            pages.setdefault(block.page or 1, []).append(block.text)
+        for page, texts in sorted(pages.items()):
+            documents[f"{entry.doc_id}{PAGE_MARK}{page}"] = (title, "\n".join(texts))
+    return documents
+
+
+def baseline_prepare(
+    *,
+    dataset: Dataset,
+    embedder: Embedder,
+    cache_dir: Path | None,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> Baseline:
+    return baseline_build(
+        documents=baseline_documents(dataset), embedder=embedder, cache_dir=cache_dir, on_progress=on_progress
+    )
+
+
+def baseline_run(
+    *,
+    mode: BaselineMode,
+    dataset: Dataset,
+    baseline: Baseline,
+    on_query: Callable[[int, int], None] | None = None,
+) -> ModeRun:
+    """Every query of `dataset` through the baseline in `mode`, scored as the product's modes are."""
+    return _queries_run(mode, dataset, lambda text: baseline.rank(mode, text, depth=100), on_query)
+
+
+def best_baseline_difference(runs: Sequence[ModeRun]) -> dict[EvalMode, dict[str, float]]:
+    """Per product mode and metric: its mean minus the best baseline mode's mean on that metric."""
+    baselines = [run for run in runs if run.mode in BASELINE_MODES]
+    if not baselines:
+        return {}
+    best = {metric: max(run.means[metric] for run in baselines) for metric in METRICS}
+    return {
+        run.mode: {metric: run.means[metric] - best[metric] for metric in METRICS}
+        for run in runs
+        if run.mode not in BASELINE_MODES
+    }
 
 
 def limit_queries(dataset: Dataset, count: int | None) -> Dataset:

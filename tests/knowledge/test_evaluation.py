@@ -9,8 +9,10 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from config.errors import InvalidInput
-from knowledge import evaluation
+from knowledge import baseline, evaluation
+from knowledge.embeddings import HashingEmbedder
 from knowledge.models import Collection, Document
+from tests.documents import pdf_bytes
 
 pytestmark = pytest.mark.django_db
 
@@ -271,6 +273,168 @@ def test_corpus_import_refuses_a_collection_that_is_not_a_scratch_one(tiny_set):
 def test_command_rejects_an_unknown_mode(tiny_set):
     with pytest.raises(CommandError, match="Unknown mode"):
         call_command("evaluate_retrieval", str(tiny_set), modes="lexical,sparse")
+
+
+def test_command_prints_the_baseline_beside_the_product_and_the_difference_from_its_best(
+    tiny_set, tmp_path, capsys, settings
+):
+    settings.DATA_DIR = tmp_path / "data"
+    report = tmp_path / "report.json"
+
+    call_command("evaluate_retrieval", str(tiny_set), json=report)
+
+    output = capsys.readouterr().out
+    assert "baseline: 3 documents, 3 windows of 180 words overlapping by 40" in output
+    assert table_row(output, " ") == [
+        "lexical",
+        "dense",
+        "hybrid",
+        "baseline-bm25",
+        "baseline-dense",
+        "baseline-rrf",
+    ]
+    saved = json.loads(report.read_text())
+    means = {mode: run["means"] for mode, run in saved["modes"].items()}
+    # BM25 finds each document by its distinctive words.
+    assert means["baseline-bm25"]["ndcg@10"] == 1.0
+    best = {
+        metric: max(means[mode][metric] for mode in baseline.BASELINE_MODES) for metric in evaluation.METRICS
+    }
+    for mode in ("lexical", "dense", "hybrid"):
+        for metric in evaluation.METRICS:
+            assert saved["minus_best_baseline"][mode][metric] == pytest.approx(
+                means[mode][metric] - best[metric]
+            )
+    assert table_row(output, "  ndcg@10") == [
+        f"{saved['minus_best_baseline'][m]['ndcg@10']:+.4f}" for m in ("lexical", "dense", "hybrid")
+    ]
+    assert len(list((tmp_path / "data" / "eval-cache").glob("baseline-*.npy"))) == 1
+
+
+def test_baseline_modes_alone_index_nothing(tiny_set, capsys, settings, tmp_path):
+    settings.DATA_DIR = tmp_path / "data"
+
+    call_command("evaluate_retrieval", str(tiny_set), modes="baseline-dense,baseline-rrf")
+
+    assert table_row(capsys.readouterr().out, " ") == ["baseline-dense", "baseline-rrf"]
+    assert not Collection.objects.filter(slug="eval-tiny").exists()
+
+
+def test_baseline_window_vectors_are_read_back_from_the_cache(tmp_path, monkeypatch):
+    documents = {"a": ("Alpha", "one two three"), "b": ("Beta", "four five six")}
+    first = baseline.baseline_build(documents=documents, embedder=HashingEmbedder(), cache_dir=tmp_path)
+    calls = []
+    embedder = HashingEmbedder()
+    original = embedder.embed_documents
+    monkeypatch.setattr(
+        embedder, "embed_documents", lambda texts, **kw: calls.append(texts) or original(texts)
+    )
+
+    again = baseline.baseline_build(documents=documents, embedder=embedder, cache_dir=tmp_path)
+    changed = baseline.baseline_build(
+        documents={**documents, "b": ("Beta", "four five seven")}, embedder=embedder, cache_dir=tmp_path
+    )
+
+    assert (again.vectors == first.vectors).all()
+    assert calls == [["Alpha. one two three", "Beta. four five seven"]]  # only the changed corpus is embedded
+    assert len(changed.documents) == 2
+
+
+def test_baseline_windows_are_180_words_overlapping_by_40_with_the_title_in_front():
+    words = [f"w{number}" for number in range(400)]
+
+    windows = baseline.windows(" ".join(words), title="Guide")
+
+    assert [window.split()[1] for window in windows] == ["w0", "w140", "w280"]
+    assert all(window.startswith("Guide. ") for window in windows)
+    assert [len(window.split()) - 1 for window in windows] == [180, 180, 120]
+    assert windows[-1].endswith("w399")
+    assert baseline.windows("just a few words", title="T") == ["T. just a few words"]
+
+
+def test_bm25_scores_as_okapi_with_k1_1_5_and_b_0_75():
+    texts = ["apple apple pear", "pear plum", "plum plum plum kiwi"]
+    index = baseline.BM25(texts)
+
+    scores = index.scores("Apple, plum!")
+
+    average = (3 + 2 + 4) / 3
+
+    def term(tf, length, n):
+        idf = math.log(1 + (3 - n + 0.5) / (n + 0.5))
+        return idf * tf * 2.5 / (tf + 1.5 * (0.25 + 0.75 * length / average))
+
+    assert scores == pytest.approx([term(2, 3, 1), term(1, 2, 2), term(3, 4, 2)])
+
+
+def test_baseline_ranks_a_document_by_its_best_window_and_fuses_by_rrf():
+    texts = {
+        "long": ("Manual", " ".join(["filler"] * 400 + ["checkpoint", "tuning", "guide"])),
+        "short": ("Notes", "checkpoint once"),
+        "other": ("Other", "nothing relevant here"),
+    }
+    built = baseline.baseline_build(documents=texts, embedder=HashingEmbedder(), cache_dir=None)
+
+    assert built.rank("baseline-bm25", "checkpoint tuning guide")[:2] == ["long", "short"]
+    assert "other" not in built.rank("baseline-bm25", "checkpoint tuning guide")  # no window shares a word
+    assert sorted(built.rank("baseline-dense", "checkpoint")) == ["long", "other", "short"]
+    assert built.rank("baseline-rrf", "checkpoint tuning guide")[0] == "long"
+
+
+def test_a_pdf_corpus_judged_by_page_is_indexed_from_its_file_and_scored_per_page(tmp_path, capsys, settings):
+    settings.DATA_DIR = tmp_path / "data"
+    folder = tmp_path / "manuals"
+    folder.mkdir()
+    (folder / "admin.pdf").write_bytes(
+        pdf_bytes(
+            [
+                "Installing from sources needs a C compiler and the make program.",
+                "Memory limits are set with the environment variable R_MAX_VSIZE for the vector heap.",
+                "Recommended packages are installed with the base system by default.",
+            ],
+            outline=[(0, 1, "Installation"), (1, 1, "Memory"), (2, 1, "Packages")],
+        )
+    )
+    write_beir(
+        folder,
+        corpus=[{"_id": "admin", "title": "Administration", "file": "admin.pdf"}],
+        queries=[
+            {"_id": "q1", "text": "How do I limit the vector heap memory?"},
+            {"_id": "q2", "text": "What do I need to compile from sources?"},
+        ],
+        qrels=[("q1", "admin#page=2", 2), ("q2", "admin#page=1", 1), ("q2", "missing#page=1", 1)],
+    )
+    report = tmp_path / "report.json"
+
+    call_command("evaluate_retrieval", str(folder), modes="lexical,baseline-bm25", json=report)
+
+    output = capsys.readouterr().out
+    assert "1 documents, 2 judged queries (1 judgments of documents not in the corpus dropped)" in output
+    assert "eval-manuals: 1 indexed" in output
+    assert "baseline: 3 documents, 3 windows" in output  # one per page
+    document = Document.objects.get(collection__slug="eval-manuals")
+    assert document.status == Document.Status.READY and document.page_count == 3
+    saved = json.loads(report.read_text())
+    assert saved["modes"]["lexical"]["per_query"]["q1"]["mrr@10"] == 1.0
+    assert saved["modes"]["baseline-bm25"]["per_query"]["q1"]["mrr@10"] == 1.0
+    assert saved["modes"]["lexical"]["per_query"]["q2"]["mrr@10"] == 1.0
+
+
+def test_judged_id_names_the_page_only_for_sets_judged_by_page():
+    collection = Collection(slug="eval-x")
+    by_document = evaluation.CorpusImported(collection=collection, doc_ids={7: "guide.html"})
+    by_page = evaluation.CorpusImported(collection=collection, doc_ids={7: "R-admin"}, by_page=True)
+
+    assert by_document.judged_id(7, 3) == "guide.html"
+    assert by_page.judged_id(7, 3) == "R-admin#page=3"
+    assert by_page.judged_id(8, 1) == "document:8#page=1"
+
+
+def test_a_file_corpus_row_that_cannot_be_read_is_a_dataset_error(tmp_path):
+    entry = evaluation.CorpusEntry(doc_id="gone", title="", text="", file=tmp_path / "gone.pdf")
+
+    with pytest.raises(evaluation.DatasetError, match="gone: cannot read"):
+        entry.read()
 
 
 # --- The builder of the PostgreSQL manual set ----------------------------------------------------------------------

@@ -10,6 +10,8 @@ from tqdm import tqdm
 
 from config.errors import DomainError
 from knowledge import evaluation, services
+from knowledge.baseline import BASELINE_MODES, OVERLAP_WORDS, WINDOW_WORDS, Baseline
+from knowledge.embeddings import get_embedder
 from knowledge.search import configured_reranker
 
 
@@ -17,7 +19,9 @@ class Command(BaseCommand):
     help = (
         "Measure retrieval on a BEIR-layout data set (corpus.jsonl, queries.jsonl, qrels/test.tsv): index the "
         "corpus into a scratch collection through the real pipeline, run every query in each mode, and print "
-        "nDCG@10, Recall@10, Recall@100, MRR@10 and latency side by side. Retrieval settings (KNOWLEDGE_RRF_K, "
+        "nDCG@10, Recall@10, Recall@100, MRR@10 and latency side by side, beside a naive baseline computed in "
+        "the same run (fixed windows of 180 words, BM25, the same embedding model, RRF; knowledge/baseline.py) "
+        "and the product's difference from the best baseline. Retrieval settings (KNOWLEDGE_RRF_K, "
         "KNOWLEDGE_LEXICAL_OPERATOR, ...) are read from the environment as usual."
     )
 
@@ -39,7 +43,7 @@ class Command(BaseCommand):
         parser.add_argument("--limit-queries", type=int, help="use only the first N queries")
         parser.add_argument(
             "--modes",
-            default="lexical,dense,hybrid",
+            default="lexical,dense,hybrid,baseline-bm25,baseline-dense,baseline-rrf",
             help="comma-separated: " + ",".join(evaluation.EVAL_MODES),
         )
         parser.add_argument("--fusion", choices=["rrf", "weighted"], help="default: KNOWLEDGE_FUSION")
@@ -89,7 +93,8 @@ class Command(BaseCommand):
                     "local cross-encoder folder; none is installable from a package here)."
                 )
 
-        imported = self._import(dataset, slug, reuse=options["reuse"])
+        product_modes = [mode for mode in modes if mode not in BASELINE_MODES]
+        imported = self._import(dataset, slug, reuse=options["reuse"]) if product_modes else None
         search_options = evaluation.SearchOptions(
             fusion=options["fusion"],
             candidates=options["candidates"]
@@ -98,30 +103,68 @@ class Command(BaseCommand):
             lexical_weight=options["lexical_weight"],
             reranker=reranker,
         )
-        runs = [self._run(mode, dataset, imported, search_options) for mode in modes]
+        baseline = None
+        if any(mode in BASELINE_MODES for mode in modes):
+            baseline = self._baseline(dataset)
+        runs = [
+            self._run(mode, dataset, imported, search_options)
+            if mode not in BASELINE_MODES
+            else self._run_baseline(mode, dataset, baseline)
+            for mode in modes
+        ]
         self._table(runs, search_options)
         if options["json"]:
             self._json(Path(options["json"]), runs, search_options)
 
     def _run(
         self,
-        mode: evaluation.EvalMode,
+        mode: Any,
         dataset: evaluation.Dataset,
-        imported: evaluation.CorpusImported,
+        imported: evaluation.CorpusImported | None,
         search_options: evaluation.SearchOptions,
     ) -> evaluation.ModeRun:
+        assert imported is not None  # imported whenever a product mode is asked for
         with tqdm(total=len(dataset.queries), unit="query", desc=mode, disable=None, file=sys.stderr) as bar:
-
-            def progress(done: int, total: int) -> None:
-                bar.update(done - bar.n)
-
             return evaluation.mode_run(
                 mode=mode,
                 dataset=dataset,
-                collection=imported.collection,
-                doc_ids=imported.doc_ids,
+                imported=imported,
                 options=search_options,
-                on_query=progress,
+                on_query=lambda done, total: bar.update(done - bar.n),
+            )
+
+    def _baseline(self, dataset: evaluation.Dataset) -> Baseline:
+        with tqdm(unit="window", desc="baseline", disable=None, file=sys.stderr) as bar:
+
+            def progress(done: int, total: int) -> None:
+                bar.total = total
+                bar.update(done - bar.n)
+
+            try:
+                baseline = evaluation.baseline_prepare(
+                    dataset=dataset,
+                    embedder=get_embedder(settings.KNOWLEDGE_EMBEDDING_MODEL),
+                    cache_dir=Path(settings.DATA_DIR) / "eval-cache",
+                    on_progress=progress,
+                )
+            except DomainError as exc:
+                raise CommandError(exc.message) from exc
+        self.stdout.write(
+            f"baseline: {len(baseline.documents)} documents, {len(baseline.owners)} windows of "
+            f"{WINDOW_WORDS} words overlapping by {OVERLAP_WORDS}"
+        )
+        return baseline
+
+    def _run_baseline(
+        self, mode: Any, dataset: evaluation.Dataset, baseline: Baseline | None
+    ) -> evaluation.ModeRun:
+        with tqdm(total=len(dataset.queries), unit="query", desc=mode, disable=None, file=sys.stderr) as bar:
+            assert baseline is not None  # prepared whenever a baseline mode is asked for
+            return evaluation.baseline_run(
+                mode=mode,
+                dataset=dataset,
+                baseline=baseline,
+                on_query=lambda done, total: bar.update(done - bar.n),
             )
 
     def _import(self, dataset: evaluation.Dataset, slug: str, *, reuse: bool) -> evaluation.CorpusImported:
@@ -164,6 +207,19 @@ class Command(BaseCommand):
             ("latency p50 ms", *(f"{run.latency_p50_ms:.1f}" for run in runs)),
             ("latency p95 ms", *(f"{run.latency_p95_ms:.1f}" for run in runs)),
         ]
+        differences = evaluation.best_baseline_difference(runs)
+        if differences:
+            rows.append(("minus best baseline:", *("" for _ in runs)))
+            rows.extend(
+                (
+                    f"  {metric}",
+                    *(
+                        f"{differences[run.mode][metric]:+.4f}" if run.mode in differences else ""
+                        for run in runs
+                    ),
+                )
+                for metric in evaluation.METRICS
+            )
         widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
         for row in rows:
             self.stdout.write(
@@ -197,6 +253,7 @@ class Command(BaseCommand):
                 }
                 for run in runs
             },
+            "minus_best_baseline": evaluation.best_baseline_difference(runs),
         }
         path.write_text(json.dumps(payload, indent=1))
         self.stdout.write(f"written {path}")
