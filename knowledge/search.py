@@ -11,6 +11,7 @@ the fused candidates.
 
 from __future__ import annotations
 
+import math
 import re
 import threading
 import time
@@ -136,6 +137,7 @@ def search(
     if fusion not in ("rrf", "weighted"):
         raise InvalidSearch(f"Unknown fusion {fusion!r}; use rrf or weighted.")
     result = SearchResult(query=query, mode=mode, hits=[])
+    sentence = query_shape(query)
     groups: dict[str, list[int]] = defaultdict(list)
     for collection in collections:
         groups[collection.embedding_model].append(collection.pk)
@@ -165,12 +167,14 @@ def search(
         w_dense=(dense_weight if dense_weight is not None else settings.KNOWLEDGE_HYBRID_DENSE_WEIGHT)
         if mode == "hybrid"
         else float(mode == "dense"),
-        w_lexical=(lexical_weight if lexical_weight is not None else settings.KNOWLEDGE_HYBRID_LEXICAL_WEIGHT)
+        w_lexical=(lexical_weight if lexical_weight is not None else _lexical_weight(sentence))
         if mode == "hybrid"
         else float(mode == "lexical"),
+        evidence=sentence * settings.KNOWLEDGE_DOCUMENT_EVIDENCE,
     )
     narrow = mode != "dense" and settings.KNOWLEDGE_LEXICAL_OPERATOR != "and"
     narrow = narrow and settings.KNOWLEDGE_LEXICAL_CANDIDATE_BUDGET > 0
+    weigh = mode != "dense"
     with transaction.atomic(), connection.cursor() as cursor:
         # One round trip for the settings (local to this transaction) and the question's lexemes.
         # random_page_cost: PostgreSQL's default (4) prices an HNSW scan above reading and sorting a whole
@@ -180,12 +184,12 @@ def search(
             "set_config('hnsw.iterative_scan', 'relaxed_order', true), "
             "set_config('hnsw.max_scan_tuples', %(tuples)s, true), "
             "set_config('random_page_cost', %(page_cost)s, true), "
-            "CASE WHEN %(narrow)s THEN websearch_to_tsquery(%(ts_config)s::regconfig, %(text)s)::text END",
+            "CASE WHEN %(parse)s THEN websearch_to_tsquery(%(ts_config)s::regconfig, %(text)s)::text END",
             {
                 "ef": str(ef_search or settings.KNOWLEDGE_HNSW_EF_SEARCH),
                 "tuples": str(settings.KNOWLEDGE_HNSW_MAX_SCAN_TUPLES),
                 "page_cost": str(settings.KNOWLEDGE_RANDOM_PAGE_COST),
-                "narrow": narrow,
+                "parse": narrow or weigh,
                 "ts_config": settings.KNOWLEDGE_TEXT_SEARCH_CONFIG,
                 "text": query,
             },
@@ -194,14 +198,23 @@ def search(
         lexical_ids: list[int] = []
         lexical_scores: list[float] = []
         if mode != "dense":
+            statistics = _lexeme_statistics(cursor) if parsed_query else None
             if narrow and parsed_query:
                 result.lexical_candidates = _lexical_candidates(
-                    parsed_query, _lexeme_statistics(cursor), settings.KNOWLEDGE_LEXICAL_CANDIDATE_BUDGET
+                    parsed_query, statistics, settings.KNOWLEDGE_LEXICAL_CANDIDATE_BUDGET
                 )
             lexical_started = time.perf_counter()
+            terms = _weighted_terms(cursor, parsed_query, statistics) if weigh and parsed_query else None
             cursor.execute(
-                _lexical_sql(scope, narrowed=result.lexical_candidates is not None),
-                {**params, "candidates": result.lexical_candidates},
+                _lexical_sql(
+                    scope, narrowed=result.lexical_candidates is not None, weighted=terms is not None
+                ),
+                {
+                    **params,
+                    "candidates": result.lexical_candidates,
+                    "term_queries": [term for term, _ in terms or ()],
+                    "term_weights": [weight for _, weight in terms or ()],
+                },
             )
             for chunk_id, score in cursor.fetchall():
                 lexical_ids.append(chunk_id)
@@ -225,6 +238,29 @@ def search(
         result.timings["rerank"] = time.perf_counter() - rerank_started
     result.timings["total"] = time.perf_counter() - started
     return result
+
+
+# A query of this many words or fewer is a term ("CASCADE with DROP"), of this many or more a sentence.
+TERM_WORDS = 3
+SENTENCE_WORDS = 6
+_WORD = re.compile(r"\w+")
+
+
+def query_shape(query: str) -> float:
+    """How much `query` reads as a sentence rather than a term: 0 up to TERM_WORDS words, 1 from SENTENCE_WORDS.
+
+    Measured on the PostgreSQL manual (its index terms and the natural questions): a term is best found by its
+    words and by the one chunk that holds them (a definition), a question by its meaning, and by pages that
+    answer it in more than one place."""
+    words = len(_WORD.findall(query))
+    return min(1.0, max(0.0, (words - TERM_WORDS) / (SENTENCE_WORDS - TERM_WORDS)))
+
+
+def _lexical_weight(sentence: float) -> float:
+    """The lexical list's weight in the fusion: KNOWLEDGE_HYBRID_LEXICAL_WEIGHT for a sentence, up to
+    KNOWLEDGE_HYBRID_TERM_LEXICAL_WEIGHT for a term."""
+    term_weight = settings.KNOWLEDGE_HYBRID_TERM_LEXICAL_WEIGHT
+    return float(term_weight + (settings.KNOWLEDGE_HYBRID_LEXICAL_WEIGHT - term_weight) * sentence)
 
 
 def _replace(hit: SearchHit, **changes: object) -> SearchHit:
@@ -292,6 +328,11 @@ class _StatisticsCache:
         self.lock = threading.Lock()
         self.value: LexemeStatistics | None = None
         self.loaded_at = -float("inf")
+        # Rows holding each rare lexeme, counted once per statistics period (bounded: oldest dropped first).
+        self.counts: dict[str, float] = {}
+
+
+COUNTED_LEXEMES = 50_000
 
 
 _statistics_cache = _StatisticsCache()
@@ -316,6 +357,7 @@ def _lexeme_statistics(cursor: Any) -> LexemeStatistics | None:
     with _statistics_cache.lock:
         _statistics_cache.value = loaded
         _statistics_cache.loaded_at = time.monotonic()
+        _statistics_cache.counts = {}
     return loaded
 
 
@@ -324,6 +366,7 @@ def forget_lexeme_statistics() -> None:
     with _statistics_cache.lock:
         _statistics_cache.value = None
         _statistics_cache.loaded_at = -float("inf")
+        _statistics_cache.counts = {}
 
 
 _LEXEME = re.compile(r"'(?:[^']|'')*'")
@@ -405,16 +448,71 @@ def _scope(groups: dict[str, list[int]]) -> tuple[list[str], dict[str, Any]]:
     return scope, params
 
 
-def _lexical_sql(scope: list[str], *, narrowed: bool) -> str:
-    """The lexical half: the best `pool` chunks by cover density against the whole question, among the chunks
-    the candidate tsquery picks (narrowed) or among every match."""
+def _weighted_terms(
+    cursor: Any, parsed: str, statistics: LexemeStatistics | None
+) -> list[tuple[str, float]] | None:
+    """The question's terms (its top-level OR'd words and phrases as tsqueries), each with its inverse document
+    frequency, ln(1 + (N - n + 0.5) / (n + 0.5)), as BM25 weighs them: n from PostgreSQL's statistics for common
+    lexemes, counted through the GIN index for the rest (which are rare, so the count is cheap). A phrase is as
+    rare as its rarest word. None for a query with exclusions or groups: it is ranked as a whole."""
+    if any(mark in _LEXEME.sub("", parsed) for mark in "!()"):
+        return None
+    terms = [term.strip() for term in _TOP_LEVEL_OPERATOR.split(parsed.strip()) if _LEXEME.search(term)]
+    if not terms:
+        return None
+    lexemes = sorted({lexeme for term in terms for lexeme in _LEXEME.findall(term)})
+    rows = statistics.rows if statistics is not None else 0.0
+    known = {
+        lexeme: statistics.share[lexeme[1:-1].replace("''", "'")] * rows
+        for lexeme in lexemes
+        if statistics is not None and lexeme[1:-1].replace("''", "'") in statistics.share
+    }
+    counts = _statistics_cache.counts if statistics is not None else {}
+    known.update({lexeme: counts[lexeme] for lexeme in lexemes if lexeme not in known and lexeme in counts})
+    unknown = [lexeme for lexeme in lexemes if lexeme not in known]
+    if unknown:
+        cursor.execute(
+            "SELECT t.lexeme, (SELECT count(*) FROM knowledge_chunk c WHERE c.search_vector @@ t.lexeme::tsquery) "
+            "FROM unnest(%(lexemes)s::text[]) AS t(lexeme)",
+            {"lexemes": unknown},
+        )
+        counted = {lexeme: float(count) for lexeme, count in cursor.fetchall()}
+        known.update(counted)
+        if statistics is not None:
+            with _statistics_cache.lock:
+                while len(counts) + len(counted) > COUNTED_LEXEMES and counts:
+                    counts.pop(next(iter(counts)))
+                counts.update(counted)
+    if statistics is None:  # a table never analyzed yet, so a small one: counted
+        cursor.execute("SELECT count(*) FROM knowledge_chunk")
+        rows = float(cursor.fetchone()[0])
+    rows = max(rows, max(known.values(), default=0.0), 1.0)
+
+    def idf(lexeme: str) -> float:
+        documents = known[lexeme]
+        return math.log(1 + (rows - documents + 0.5) / (documents + 0.5))
+
+    return [(term, max(idf(lexeme) for lexeme in _LEXEME.findall(term))) for term in terms]
+
+
+def _lexical_sql(scope: list[str], *, narrowed: bool, weighted: bool = False) -> str:
+    """The lexical half: the best `pool` chunks among the chunks the candidate tsquery picks (narrowed) or among
+    every match, by the sum of each term's rank (ts_rank of the term alone: its occurrences, saturating, title
+    and headings weighing more than the body) times its inverse document frequency (weighted), or by cover
+    density against the whole question."""
     # The SQL is assembled from fixed fragments only; every value travels as a bound parameter.
     # Narrowed, the candidate tsquery picks the rows through the GIN index and the whole question rechecks them
     # (a phrase counts as its rarest word when narrowing; the chunk must still hold the phrase).
     matches = "%(candidates)s::tsquery AND c.search_vector @@ q.query" if narrowed else "q.query"
+    score = (
+        "(SELECT sum(t.weight * ts_rank(c.search_vector, t.query, %(ts_norm)s)) FROM unnest("
+        "%(term_queries)s::tsquery[], %(term_weights)s::float8[]) AS t(query, weight))"
+        if weighted
+        else "ts_rank_cd(c.search_vector, q.query, %(ts_norm)s)"
+    )
     return (
         f"WITH q AS (SELECT {_lexical_query_sql()} AS query) "  # noqa: S608
-        "SELECT c.id, ts_rank_cd(c.search_vector, q.query, %(ts_norm)s) AS score "
+        f"SELECT c.id, {score} AS score "
         f"FROM knowledge_chunk c, q WHERE ({' OR '.join(scope)}) AND c.search_vector @@ {matches} "
         "ORDER BY score DESC, c.id LIMIT %(pool)s"
     )
@@ -456,16 +554,25 @@ def _fusion_sql(*, mode: Mode, fusion: Fusion, groups: dict[str, list[int]], sco
             "NULLIF(b.l_max - b.l_min, 0), %(w_lexical)s * CASE WHEN l.id IS NOT NULL THEN 1 ELSE 0 END)"
         )
     bounds_join = ", bounds b" if fusion == "weighted" else ""
+    # A document's evidence: a chunk's score, plus (by the query's shape) the score of the best other chunk of its
+    # document among the candidates, so that a page that answers in two places outranks one lucky chunk.
     return (
         f"WITH {', '.join(ctes)}, "  # noqa: S608
         f"fused AS (SELECT COALESCE(d.id, l.id) AS id, {fused} AS score, d.rank AS dense_rank, d.distance, "
         f"l.rank AS lexical_rank, l.score AS lexical_score FROM dense d FULL OUTER JOIN lexical l ON d.id = l.id"
-        f"{bounds_join} ORDER BY score DESC, COALESCE(d.rank, l.rank) LIMIT %(limit)s) "
-        "SELECT f.id, f.score, f.dense_rank, f.distance, f.lexical_rank, f.lexical_score, c.document_id, "
+        f"{bounds_join}), "
+        "pooled AS (SELECT f.*, row_number() OVER w AS nth, first_value(f.score) OVER w AS first_score, "
+        "nth_value(f.score, 2) OVER w AS second_score FROM fused f JOIN knowledge_chunk c ON c.id = f.id "
+        "WINDOW w AS (PARTITION BY c.document_id ORDER BY f.score DESC, f.id "
+        "ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING)), "
+        "ranked AS (SELECT p.*, p.score + %(evidence)s * COALESCE(CASE WHEN p.nth = 1 THEN p.second_score "
+        "ELSE p.first_score END, 0) AS final FROM pooled p "
+        "ORDER BY final DESC, p.score DESC, COALESCE(p.dense_rank, p.lexical_rank), p.id LIMIT %(limit)s) "
+        "SELECT r.id, r.final, r.dense_rank, r.distance, r.lexical_rank, r.lexical_score, c.document_id, "
         "c.collection_id, c.position, c.text, c.section, c.page_number, c.start_offset, c.end_offset, "
         "c.token_count, doc.title, doc.source_name "
-        "FROM fused f JOIN knowledge_chunk c ON c.id = f.id JOIN knowledge_document doc ON doc.id = c.document_id "
-        "ORDER BY f.score DESC, COALESCE(f.dense_rank, f.lexical_rank), f.id"
+        "FROM ranked r JOIN knowledge_chunk c ON c.id = r.id JOIN knowledge_document doc ON doc.id = c.document_id "
+        "ORDER BY r.final DESC, r.score DESC, COALESCE(r.dense_rank, r.lexical_rank), r.id"
     )
 
 

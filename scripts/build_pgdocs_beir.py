@@ -11,7 +11,11 @@ rather than the raw HTML keeps the corpus readable by any BEIR tool, and the pla
 `#` headings back into the same section paths its HTML parser would find.
 
 Queries and judgments: every term of bookindex.html is a query, and the pages it links to (anchors dropped) are
-its relevant documents, with score 1. A subentry becomes "term subterm" ("CASCADE with DROP"), judged by its own
+its relevant documents, with score 1.
+
+With --raw-html the corpus is instead every HTML page of the manual but the index itself (1,168 pages), each a
+`file` row naming the page, so that the platform parses the pages as a user's upload of the manual would be
+parsed: navigation bars, tables of contents and part title pages included. A subentry becomes "term subterm" ("CASCADE with DROP"), judged by its own
 links only; "see" and "see also" cross references are skipped. Equal query texts are merged, and a query none of
 whose pages made it into the corpus is dropped. --max-queries samples a deterministic subset (--seed).
 """
@@ -278,12 +282,18 @@ def sample(queries: list[Query], *, max_queries: int | None, seed: int) -> list[
     return [query for index, query in enumerate(queries) if index in chosen]
 
 
-def write_dataset(out: Path, *, pages: list[Page], queries: list[Query]) -> None:
+def write_dataset(out: Path, *, pages: list[Page], queries: list[Query], source: Path | None = None) -> None:
+    """The BEIR files; with `source`, each page a `file` row naming the page in that folder."""
     (out / "qrels").mkdir(parents=True, exist_ok=True)
     with (out / "corpus.jsonl").open("w", encoding="utf-8") as corpus:
         for page in pages:
             corpus.write(
-                json.dumps({"_id": page.doc_id, "title": page.title, "text": page.text}, ensure_ascii=False)
+                json.dumps(
+                    {"_id": page.doc_id, "file": str(source / page.doc_id)}
+                    if source is not None
+                    else {"_id": page.doc_id, "title": page.title, "text": page.text},
+                    ensure_ascii=False,
+                )
                 + "\n"
             )
     with (out / "queries.jsonl").open("w", encoding="utf-8") as handle:
@@ -308,6 +318,11 @@ def main(argv: list[str] | None = None) -> int:
         default=MIN_CONTENT_WORDS,
         help="a page with a table of contents and fewer words besides is left out",
     )
+    parser.add_argument(
+        "--raw-html",
+        action="store_true",
+        help="the corpus is every page but the index, as the HTML files themselves (parsed by the platform)",
+    )
     args = parser.parse_args(argv)
 
     index_path = args.source / INDEX_PAGE
@@ -315,10 +330,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{index_path} not found (is postgresql-doc-15 installed?)", file=sys.stderr)
         return 2
     pages, skipped = read_pages(args.source, min_words=args.min_words)
+    if args.raw_html:
+        files = sorted(path for path in args.source.glob("*.html") if path.name != INDEX_PAGE)
+        pages = [Page(doc_id=path.name, title="", text="", content_words=0, has_toc=False) for path in files]
+        skipped = [INDEX_PAGE]
     entries = read_index(index_path.read_text(encoding="utf-8"))
     queries, dropped = index_queries(entries, corpus_ids={page.doc_id for page in pages})
     chosen = sample(queries, max_queries=args.max_queries, seed=args.seed)
-    write_dataset(args.out, pages=pages, queries=chosen)
+    write_dataset(args.out, pages=pages, queries=chosen, source=args.source if args.raw_html else None)
 
     judgments = sum(len(query.relevant) for query in chosen)
     print(f"corpus: {len(pages)} pages ({len(skipped)} left out: the index and title or contents pages)")

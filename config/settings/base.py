@@ -318,6 +318,11 @@ KNOWLEDGE_RRF_K = env.int("KNOWLEDGE_RRF_K", default=20)
 KNOWLEDGE_HYBRID_DENSE_WEIGHT = env.float("KNOWLEDGE_HYBRID_DENSE_WEIGHT", default=1.0)
 KNOWLEDGE_HYBRID_LEXICAL_WEIGHT = env.float("KNOWLEDGE_HYBRID_LEXICAL_WEIGHT", default=0.4)
 KNOWLEDGE_LEXICAL_OPERATOR = env("KNOWLEDGE_LEXICAL_OPERATOR", default="or")
+# The lexical weight for a term-like query (three words or fewer; KNOWLEDGE_HYBRID_LEXICAL_WEIGHT is a sentence's),
+# and how much the best other chunk of a document adds to a chunk's score for a sentence-like query (0: a document
+# counts by its best chunk alone). Both measured in benchmarks/README.md.
+KNOWLEDGE_HYBRID_TERM_LEXICAL_WEIGHT = env.float("KNOWLEDGE_HYBRID_TERM_LEXICAL_WEIGHT", default=1.0)
+KNOWLEDGE_DOCUMENT_EVIDENCE = env.float("KNOWLEDGE_DOCUMENT_EVIDENCE", default=1.0)
 KNOWLEDGE_TS_RANK_NORMALIZATION = env.int("KNOWLEDGE_TS_RANK_NORMALIZATION", default=0)
 # The lexical side ranks the chunks holding the question's rarer words, up to about this many estimated rows
 # (from PostgreSQL's statistics), instead of every chunk holding any word; 0 ranks every match.

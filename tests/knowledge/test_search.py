@@ -328,3 +328,67 @@ def test_lexical_search_ranks_the_chunks_holding_the_rarer_words_and_still_ranks
     # Without the budget every chunk holding any word is ranked, and the same chunk still comes first.
     assert whole.hits[0].source_name == "both.md"
     assert len(whole.hits) == 10 and whole.lexical_candidates is None
+
+
+def test_query_shape_tells_a_term_from_a_sentence():
+    assert search.query_shape("CASCADE with DROP") == 0.0
+    assert search.query_shape("reclaim disk space fast") == pytest.approx(1 / 3)
+    assert search.query_shape("How do I reclaim disk space after deleting many rows?") == 1.0
+
+
+def test_a_rare_word_of_the_query_weighs_more_than_a_common_one(django_capture_on_commit_callbacks):
+    collection = CollectionFactory(embedding_model=HASHING)
+    common = {f"t{n}.md": f"# Notes {n}\n\nEvery table has rows; a table table holds data." for n in range(8)}
+    rare = {"space.md": "# Notes x\n\nA tablespace names a directory where data files live."}
+    fill(collection, {**common, **rare}, django_capture_on_commit_callbacks)
+
+    result = search.search(query="table tablespace", collections=[collection], limit=3, mode="lexical")
+
+    assert result.hits[0].source_name == "space.md"
+
+
+def test_terms_are_weighted_by_inverse_document_frequency(django_capture_on_commit_callbacks):
+    collection = CollectionFactory(embedding_model=HASHING)
+    fill(
+        collection,
+        {f"d{n}.md": f"# D{n}\n\ncommon words here" + (" rare" if n == 0 else "") for n in range(4)},
+        django_capture_on_commit_callbacks,
+    )
+
+    with connection.cursor() as cursor:
+        terms = search._weighted_terms(cursor, "'common' | 'rare' | 'miss' <-> 'rare'", None)
+        excluded = search._weighted_terms(cursor, "'common' & !'rare'", None)
+
+    weights = dict(terms)
+    assert weights["'common'"] == pytest.approx(np.log(1 + 0.5 / 4.5))  # in all four chunks
+    assert weights["'rare'"] == pytest.approx(np.log(1 + 3.5 / 1.5))  # in one
+    assert weights["'miss' <-> 'rare'"] == pytest.approx(np.log(1 + 4.5 / 0.5))  # a phrase: its rarest word
+    assert excluded is None
+
+
+@pytest.mark.parametrize(
+    ("query", "evidence", "first"),
+    [
+        ("how does autovacuum reclaim storage from dead rows", 1.0, "twice.md"),
+        ("how does autovacuum reclaim storage from dead rows", 0.0, "once.md"),
+        ("autovacuum storage", 1.0, "once.md"),
+    ],
+)
+def test_a_page_that_answers_in_two_places_outranks_one_better_chunk_for_a_sentence(
+    query, evidence, first, settings, django_capture_on_commit_callbacks
+):
+    settings.KNOWLEDGE_DOCUMENT_EVIDENCE = evidence
+    collection = CollectionFactory(embedding_model=HASHING)
+    pages = {
+        "once.md": "# Notes B\n\nAutovacuum reclaims storage from dead rows, quickly.",
+        "twice.md": "# Notes A\n\n## One\n\nAutovacuum reclaims storage.\n\n## Two\n\nDead rows are reclaimed.",
+        "other.md": "# Notes C\n\nNothing about it at all.",
+    }
+    fill(collection, pages, django_capture_on_commit_callbacks)
+
+    result = search.search(query=query, collections=[collection], limit=5, mode="lexical")
+
+    assert result.hits[0].source_name == first
+    if first == "twice.md":
+        assert [hit.source_name for hit in result.hits[:3]] == ["twice.md", "twice.md", "once.md"]
+        assert result.hits[0].score == pytest.approx(result.hits[1].score)  # both carry the page's evidence
