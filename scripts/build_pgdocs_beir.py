@@ -340,7 +340,8 @@ def main(argv: list[str] | None = None) -> int:
     write_dataset(args.out, pages=pages, queries=chosen, source=args.source if args.raw_html else None)
 
     judgments = sum(len(query.relevant) for query in chosen)
-    print(f"corpus: {len(pages)} pages ({len(skipped)} left out: the index and title or contents pages)")
+    left_out = "the index" if args.raw_html else "the index and title or contents pages"
+    print(f"corpus: {len(pages)} pages ({len(skipped)} left out: {left_out})")
     print(
         f"index: {len(entries)} entries -> {len(queries)} queries after merging equal texts "
         f"({dropped['no_words']} of symbols only, {dropped['no_links']} without links, "

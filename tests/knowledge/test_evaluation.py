@@ -536,3 +536,20 @@ def test_builder_samples_the_same_queries_for_the_same_seed(builder, manual, tmp
     assert (tmp_path / "a" / "qrels" / "test.tsv").read_text() == (
         tmp_path / "b" / "qrels" / "test.tsv"
     ).read_text()
+
+
+def test_builder_with_raw_html_names_every_page_but_the_index_as_a_file(builder, manual, tmp_path):
+    out = tmp_path / "raw"
+
+    assert builder.main(["--source", str(manual), "--out", str(out), "--raw-html"]) == 0
+
+    rows = [json.loads(line) for line in (out / "corpus.jsonl").read_text().splitlines()]
+    assert rows == [
+        {"_id": path.name, "file": str(path)}
+        for path in sorted(manual.glob("*.html"))
+        if path.name != "bookindex.html"
+    ]
+    assert {"chapter.html", "ddl-depend.html"} <= {row["_id"] for row in rows}  # title pages too
+    dataset = evaluation.dataset_read(folder=out)
+    assert dataset.corpus["sql-drop.html"].read() == (manual / "sql-drop.html").read_bytes()
+    assert dataset.queries and not dataset.missing_judged_documents
