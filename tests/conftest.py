@@ -28,6 +28,16 @@ def _media_in_tmp(request, tmp_path):
         settings.MEDIA_ROOT = tmp_path / "media"
 
 
+@pytest.fixture(autouse=True)
+def _word_statistics_of_this_test(request):
+    """Search keeps the chunk table's word statistics and rare-word counts for minutes, per process; each test
+    has its own rows, so it starts without another test's."""
+    if _uses_django(request):
+        from knowledge.search import forget_lexeme_statistics
+
+        forget_lexeme_statistics()
+
+
 def _uses_django(request) -> bool:
     return request.config.pluginmanager.hasplugin("django") and bool(
         request.node.get_closest_marker("django_db")
