@@ -555,7 +555,9 @@ def _fusion_sql(*, mode: Mode, fusion: Fusion, groups: dict[str, list[int]], sco
         )
     bounds_join = ", bounds b" if fusion == "weighted" else ""
     # A document's evidence: a chunk's score, plus (by the query's shape) the score of the best other chunk of its
-    # document among the candidates, so that a page that answers in two places outranks one lucky chunk.
+    # document among the candidates, so that a page that answers in two places outranks one lucky chunk. Only
+    # when the candidates were chosen: where the collection has no more chunks than the pool, every chunk is a
+    # candidate, and a page of many sections would gain from its irrelevant ones.
     return (
         f"WITH {', '.join(ctes)}, "  # noqa: S608
         f"fused AS (SELECT COALESCE(d.id, l.id) AS id, {fused} AS score, d.rank AS dense_rank, d.distance, "
@@ -565,8 +567,9 @@ def _fusion_sql(*, mode: Mode, fusion: Fusion, groups: dict[str, list[int]], sco
         "nth_value(f.score, 2) OVER w AS second_score FROM fused f JOIN knowledge_chunk c ON c.id = f.id "
         "WINDOW w AS (PARTITION BY c.document_id ORDER BY f.score DESC, f.id "
         "ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING)), "
-        "ranked AS (SELECT p.*, p.score + %(evidence)s * COALESCE(CASE WHEN p.nth = 1 THEN p.second_score "
-        "ELSE p.first_score END, 0) AS final FROM pooled p "
+        "ranked AS (SELECT p.*, p.score + CASE WHEN (SELECT count(*) FROM fused) >= %(pool)s THEN %(evidence)s "
+        "* COALESCE(CASE WHEN p.nth = 1 THEN p.second_score ELSE p.first_score END, 0) ELSE 0 END AS final "
+        "FROM pooled p "
         "ORDER BY final DESC, p.score DESC, COALESCE(p.dense_rank, p.lexical_rank), p.id LIMIT %(limit)s) "
         "SELECT r.id, r.final, r.dense_rank, r.distance, r.lexical_rank, r.lexical_score, c.document_id, "
         "c.collection_id, c.position, c.text, c.section, c.page_number, c.start_offset, c.end_offset, "

@@ -386,9 +386,25 @@ def test_a_page_that_answers_in_two_places_outranks_one_better_chunk_for_a_sente
     }
     fill(collection, pages, django_capture_on_commit_callbacks)
 
-    result = search.search(query=query, collections=[collection], limit=5, mode="lexical")
+    # Three candidates of four chunks: being one says something.
+    result = search.search(query=query, collections=[collection], limit=3, candidates=3, mode="lexical")
 
     assert result.hits[0].source_name == first
     if first == "twice.md":
         assert [hit.source_name for hit in result.hits[:3]] == ["twice.md", "twice.md", "once.md"]
         assert result.hits[0].score == pytest.approx(result.hits[1].score)  # both carry the page's evidence
+
+
+def test_no_evidence_is_counted_where_every_chunk_is_a_candidate(django_capture_on_commit_callbacks):
+    collection = CollectionFactory(embedding_model=HASHING)
+    pages = {
+        "once.md": "# Notes B\n\nAutovacuum reclaims storage from dead rows, quickly.",
+        "twice.md": "# Notes A\n\n## One\n\nAutovacuum reclaims storage.\n\n## Two\n\nDead rows are reclaimed.",
+    }
+    fill(collection, pages, django_capture_on_commit_callbacks)
+
+    result = search.search(
+        query="how does autovacuum reclaim storage from dead rows", collections=[collection], mode="lexical"
+    )
+
+    assert result.hits[0].source_name == "once.md"
