@@ -11,7 +11,7 @@ import logging
 import re
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from django.conf import settings
@@ -179,6 +179,28 @@ def build_sources(hits: list[SearchHit], *, token_budget: int, count_tokens: Any
     return kept
 
 
+def _extractive_question(question: str, rewritten: str) -> tuple[str, str]:
+    """What an extractive answer's sentences are chosen for, and the context that helps read it. A rewrite by
+    rule puts the previous question in front of the new one, whose sentences would otherwise crowd the answer:
+    the new question is answered, the rewrite lends what "it" refers to. A model's rewrite stands alone."""
+    if rewritten.endswith(question):
+        return question, rewritten
+    return rewritten, ""
+
+
+def _quoted_and_first(
+    read: list[SourceRef], picked: list[extractive.Picked], *, first: int
+) -> tuple[list[SourceRef], list[extractive.Picked]]:
+    """The sources an extractive answer shows: the `first` ones read, as a language model would have been given,
+    and any further one it quotes; numbered anew, and its quotes with them."""
+    quoted = {item.source for item in picked}
+    kept = [source for source in read if source.number <= first or source.number in quoted]
+    numbers = {source.number: position for position, source in enumerate(kept, start=1)}
+    for source in kept:
+        source.number = numbers[source.number]
+    return kept, [replace(item, source=numbers[item.source]) for item in picked]
+
+
 def _fill_merged_text(sources: list[SourceRef]) -> None:
     """Merged sources read the document's own text between their first and last offset (no repeated overlap)."""
     multi = [source for source in sources if len(source.chunk_ids) > 1]
@@ -221,10 +243,14 @@ def answer(
     trace["rewritten_question"] = rewritten
     yield Event("rewritten", {"question": question, "rewritten_question": rewritten})
 
+    # The extractive answerer reads deeper than a language model is given (see extractive.READ_CHUNKS).
+    limit = settings.CHAT_RETRIEVAL_LIMIT
+    if model is None:
+        limit = max(limit, extractive.READ_CHUNKS)
     result: SearchResult = search(
         query=rewritten,
         collections=collections,
-        limit=settings.CHAT_RETRIEVAL_LIMIT,
+        limit=limit,
         mode="hybrid",
         rerank=bool(settings.KNOWLEDGE_RERANKER_MODEL),
     )
@@ -259,15 +285,20 @@ def answer(
         or hit.lexical_rank is not None
     ]
     sources = build_sources(
-        relevant_hits, token_budget=settings.CHAT_CONTEXT_TOKENS, count_tokens=embedder.tokenizer.count
+        relevant_hits,
+        token_budget=settings.CHAT_CONTEXT_TOKENS if model is not None else extractive.READ_TOKENS,
+        count_tokens=embedder.tokenizer.count,
     )
-    yield Event("sources", {"sources": [source.as_dict() for source in sources]})
 
     stage = time.perf_counter()
     if model is None:
+        read = sources
+        asked, context = _extractive_question(question, rewritten)
         picked = extractive.pick_sentences(
-            question=rewritten, sources=[s.as_prompt() for s in sources], embedder=embedder
+            question=asked, context=context, sources=[s.as_prompt() for s in read], embedder=embedder
         )
+        sources, picked = _quoted_and_first(read, picked, first=settings.CHAT_RETRIEVAL_LIMIT)
+        yield Event("sources", {"sources": [source.as_dict() for source in sources]})
         text = extractive.compose(picked)
         timings["generate"] = time.perf_counter() - stage
         if not text:
@@ -283,7 +314,7 @@ def answer(
         # (the question and the sources) and of what was written, so that clients still see the answer's size.
         count = embedder.tokenizer.count
         trace["tokens"] = {
-            "prompt": count(rewritten) + sum(s.token_count or count(s.text) for s in sources),
+            "prompt": count(rewritten) + sum(s.token_count or count(s.text) for s in read),
             "completion": count(checked.text),
         }
         timings["total"] = time.perf_counter() - started
@@ -293,6 +324,7 @@ def answer(
         )
         return
 
+    yield Event("sources", {"sources": [source.as_dict() for source in sources]})
     usage = Usage()
     parts: list[str] = []
     # Tokens reach the reader with invalid citations already dropped; the final text is checked again in full.
@@ -320,9 +352,10 @@ def answer(
         logger.error("the LLM failed while answering (%s): %s", exc.kind, exc.__cause__ or exc)
         timings["generate"] = time.perf_counter() - stage
         trace["error"] = {"kind": exc.kind, "message": exc.message}
+        asked, context = _extractive_question(question, rewritten)
         fallback = extractive.compose(
             extractive.pick_sentences(
-                question=rewritten, sources=[s.as_prompt() for s in sources], embedder=embedder
+                question=asked, context=context, sources=[s.as_prompt() for s in sources], embedder=embedder
             ),
             label=extractive.FALLBACK_LABEL,
         )
