@@ -11,7 +11,6 @@ model, when the model said the knowledge base does not contain the answer and ci
 
 from __future__ import annotations
 
-import json
 import math
 import re
 import time
@@ -26,7 +25,7 @@ from chat import extractive, services
 from chat.citations import check_citations
 from chat.models import Message
 from config.errors import InvalidInput
-from knowledge.evaluation import CorpusImported, DatasetError, percentile
+from knowledge.evaluation import CorpusImported, jsonl_rows, percentile
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import User
@@ -154,21 +153,7 @@ def evaluation_user_get_or_create() -> User:
 
 def questions_read(path: Path) -> dict[str, str]:
     """The questions of a queries.jsonl file without judgments (an out-of-domain set). Raises DatasetError."""
-    if not path.is_file():
-        raise DatasetError(f"{path} does not exist.")
-    questions: dict[str, str] = {}
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DatasetError(f"{path}, line {number}: not JSON ({exc.msg}).") from exc
-            if not isinstance(row, dict) or "_id" not in row or not str(row.get("text") or "").strip():
-                raise DatasetError(f"{path}, line {number}: an object with an _id and a text is expected.")
-            questions[str(row["_id"])] = str(row["text"])
-    return questions
+    return {str(row["_id"]): str(row["text"]) for row in jsonl_rows(path, text=True)}
 
 
 def answers_run(

@@ -18,6 +18,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import sys
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -118,9 +119,9 @@ def dataset_read(*, folder: Path, corpus_folder: Path | None = None, split: str 
             text=str(row.get("text") or ""),
             file=corpus_folder / str(row["file"]) if row.get("file") else None,
         )
-        for row in _jsonl(corpus_folder / "corpus.jsonl")
+        for row in jsonl_rows(corpus_folder / "corpus.jsonl")
     }
-    all_queries = {str(row["_id"]): str(row["text"]) for row in _jsonl(folder / "queries.jsonl")}
+    all_queries = {str(row["_id"]): str(row["text"]) for row in jsonl_rows(folder / "queries.jsonl")}
     qrels: dict[str, dict[str, int]] = {}
     missing = 0
     for query_id, doc_id, score in _qrels(folder / "qrels" / f"{split}.tsv"):
@@ -133,7 +134,9 @@ def dataset_read(*, folder: Path, corpus_folder: Path | None = None, split: str 
     return Dataset(corpus=corpus, queries=queries, qrels=qrels, missing_judged_documents=missing)
 
 
-def _jsonl(path: Path) -> list[dict[str, object]]:
+def jsonl_rows(path: Path, *, text: bool = False) -> list[dict[str, object]]:
+    """The objects of a BEIR .jsonl file, each with an `_id` (and a non-blank `text` when asked). Raises
+    DatasetError naming the file and line of a bad row."""
     if not path.is_file():
         raise DatasetError(f"{path} does not exist.")
     rows = []
@@ -146,7 +149,10 @@ def _jsonl(path: Path) -> list[dict[str, object]]:
             except json.JSONDecodeError as exc:
                 raise DatasetError(f"{path}, line {number}: not JSON ({exc.msg}).") from exc
             if not isinstance(row, dict) or "_id" not in row:
-                raise DatasetError(f"{path}, line {number}: an object with an _id is expected.")
+                expected = "an _id and a text" if text else "an _id"
+                raise DatasetError(f"{path}, line {number}: an object with {expected} is expected.")
+            if text and not str(row.get("text") or "").strip():
+                raise DatasetError(f"{path}, line {number}: an object with an _id and a text is expected.")
             rows.append(row)
     return rows
 
@@ -289,6 +295,31 @@ def corpus_import(
         if on_document is not None:
             on_document(done, total)
     return report
+
+
+def corpus_import_reported(
+    *, dataset: Dataset, slug: str, reuse: bool, write: Callable[[str], None], warn: Callable[[str], None]
+) -> CorpusImported:
+    """`corpus_import` with a progress bar on stderr and its outcome written as the commands print it; the
+    chunk table is analyzed after a change, so that the planner knows the collection's size before anything
+    is timed. Raises as corpus_import does."""
+    from tqdm import tqdm
+
+    with tqdm(total=len(dataset.corpus), unit="doc", desc="indexing", disable=None, file=sys.stderr) as bar:
+        imported = corpus_import(
+            dataset=dataset, slug=slug, reuse=reuse, on_document=lambda done, total: bar.update(done - bar.n)
+        )
+    outcomes = imported.outcomes
+    if outcomes["created"] or outcomes["updated"] or imported.emptied:
+        services.chunk_statistics_refresh(force=True)
+    write(
+        f"{slug}: {outcomes['created']} indexed, {outcomes['updated']} updated, {outcomes['unchanged']} "
+        f"unchanged, {len(imported.failures)} failed"
+        + (f" (emptied first: {imported.emptied} documents removed)" if imported.emptied else "")
+    )
+    for doc_id, reason in imported.failures[:10]:
+        warn(f"  FAILED {doc_id}: {reason}")
+    return imported
 
 
 # --- Running the queries -------------------------------------------------------------------------------------------

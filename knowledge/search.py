@@ -370,6 +370,13 @@ def forget_lexeme_statistics() -> None:
 
 
 _LEXEME = re.compile(r"'(?:[^']|'')*'")
+
+
+def _unquoted(lexeme: str) -> str:
+    """A lexeme as the statistics spell it: without the quotes of a tsquery's text form."""
+    return lexeme[1:-1].replace("''", "'")
+
+
 _TOP_LEVEL_OPERATOR = re.compile(r"\s+[&|]\s+")
 
 
@@ -388,7 +395,7 @@ def _lexical_candidates(parsed: str, statistics: LexemeStatistics | None, budget
         return None
 
     def estimate(lexeme: str) -> float:
-        return statistics.estimated_rows(lexeme[1:-1].replace("''", "'"))
+        return statistics.estimated_rows(_unquoted(lexeme))
 
     rarest_of_terms: dict[str, float] = {}
     phrases = False
@@ -463,9 +470,9 @@ def _weighted_terms(
     lexemes = sorted({lexeme for term in terms for lexeme in _LEXEME.findall(term)})
     rows = statistics.rows if statistics is not None else 0.0
     known = {
-        lexeme: statistics.share[lexeme[1:-1].replace("''", "'")] * rows
+        lexeme: statistics.share[_unquoted(lexeme)] * rows
         for lexeme in lexemes
-        if statistics is not None and lexeme[1:-1].replace("''", "'") in statistics.share
+        if statistics is not None and _unquoted(lexeme) in statistics.share
     }
     counts = _statistics_cache.counts if statistics is not None else {}
     known.update({lexeme: counts[lexeme] for lexeme in lexemes if lexeme not in known and lexeme in counts})

@@ -13,7 +13,6 @@ from chat import evaluation
 from chat.llm import llm_configured
 from config.errors import DomainError
 from knowledge import evaluation as retrieval_evaluation
-from knowledge import services as knowledge_services
 
 
 class Command(BaseCommand):
@@ -96,30 +95,16 @@ class Command(BaseCommand):
     def _import(
         self, dataset: retrieval_evaluation.Dataset, slug: str, *, reuse: bool
     ) -> retrieval_evaluation.CorpusImported:
-        with tqdm(
-            total=len(dataset.corpus), unit="doc", desc="indexing", disable=None, file=sys.stderr
-        ) as bar:
-            try:
-                imported = retrieval_evaluation.corpus_import(
-                    dataset=dataset,
-                    slug=slug,
-                    reuse=reuse,
-                    on_document=lambda done, total: bar.update(done - bar.n),
-                )
-            except DomainError as exc:
-                raise CommandError(exc.message) from exc
-        outcomes = imported.outcomes
-        if outcomes["created"] or outcomes["updated"] or imported.emptied:
-            # The planner must know the collection's size before the timed questions.
-            knowledge_services.chunk_statistics_refresh(force=True)
-        self.stdout.write(
-            f"{slug}: {outcomes['created']} indexed, {outcomes['updated']} updated, {outcomes['unchanged']} "
-            f"unchanged, {len(imported.failures)} failed"
-            + (f" (emptied first: {imported.emptied} documents removed)" if imported.emptied else "")
-        )
-        for doc_id, reason in imported.failures[:10]:
-            self.stdout.write(self.style.WARNING(f"  FAILED {doc_id}: {reason}"))
-        return imported
+        try:
+            return retrieval_evaluation.corpus_import_reported(
+                dataset=dataset,
+                slug=slug,
+                reuse=reuse,
+                write=self.stdout.write,
+                warn=lambda line: self.stdout.write(self.style.WARNING(line)),
+            )
+        except DomainError as exc:
+            raise CommandError(exc.message) from exc
 
     def _run(
         self,

@@ -9,7 +9,7 @@ from django.utils.text import slugify
 from tqdm import tqdm
 
 from config.errors import DomainError
-from knowledge import evaluation, services
+from knowledge import evaluation
 from knowledge.baseline import BASELINE_MODES, OVERLAP_WORDS, WINDOW_WORDS, Baseline
 from knowledge.embeddings import get_embedder
 from knowledge.search import configured_reranker
@@ -168,30 +168,16 @@ class Command(BaseCommand):
             )
 
     def _import(self, dataset: evaluation.Dataset, slug: str, *, reuse: bool) -> evaluation.CorpusImported:
-        with tqdm(
-            total=len(dataset.corpus), unit="doc", desc="indexing", disable=None, file=sys.stderr
-        ) as bar:
-            try:
-                imported = evaluation.corpus_import(
-                    dataset=dataset,
-                    slug=slug,
-                    reuse=reuse,
-                    on_document=lambda done, total: bar.update(done - bar.n),
-                )
-            except DomainError as exc:
-                raise CommandError(exc.message) from exc
-        outcomes = imported.outcomes
-        if outcomes["created"] or outcomes["updated"] or imported.emptied:
-            # The planner must know the collection's size before the timed queries (HNSW or not is its choice).
-            services.chunk_statistics_refresh(force=True)
-        self.stdout.write(
-            f"{slug}: {outcomes['created']} indexed, {outcomes['updated']} updated, {outcomes['unchanged']} "
-            f"unchanged, {len(imported.failures)} failed"
-            + (f" (emptied first: {imported.emptied} documents removed)" if imported.emptied else "")
-        )
-        for doc_id, reason in imported.failures[:10]:
-            self.stdout.write(self.style.WARNING(f"  FAILED {doc_id}: {reason}"))
-        return imported
+        try:
+            return evaluation.corpus_import_reported(
+                dataset=dataset,
+                slug=slug,
+                reuse=reuse,
+                write=self.stdout.write,
+                warn=lambda line: self.stdout.write(self.style.WARNING(line)),
+            )
+        except DomainError as exc:
+            raise CommandError(exc.message) from exc
 
     def _table(self, runs: list[evaluation.ModeRun], search_options: evaluation.SearchOptions) -> None:
         self.stdout.write(
