@@ -14,7 +14,8 @@
 #
 # Functions (a stable interface: other scripts rely on these names and arguments)
 #   kb_podman_install [--stack]    apt-get installs podman, runc and debootstrap when absent; with --stack also
-#                                  netavark, aardvark-dns, iptables and podman-compose (bridge networks, DNS)
+#                                  netavark, aardvark-dns, iptables, podman-compose (bridge networks, DNS) and
+#                                  nftables (its `nft` to record and restore the firewall around a stack run)
 #   kb_podman ARGS...              podman with these settings (through sudo when not root)
 #   kb_podman_compose ARGS...      podman-compose with these settings (through sudo when not root)
 #   kb_debian_mirror               prints the Debian archive URI of this machine's own apt sources
@@ -112,8 +113,9 @@ kb_podman() {
 }
 
 kb_podman_compose() {
+  # The whole environment: compose files take their variables from it.
   if [ -n "$KB_SUDO" ]; then
-    sudo --preserve-env="$_kb_preserved_env" podman-compose "$@"
+    sudo --preserve-env podman-compose "$@"
   else
     podman-compose "$@"
   fi
@@ -121,7 +123,7 @@ kb_podman_compose() {
 
 kb_podman_install() {
   local want=(podman runc debootstrap) missing=() p
-  [ "${1:-}" = "--stack" ] && want+=(netavark aardvark-dns iptables podman-compose)
+  [ "${1:-}" = "--stack" ] && want+=(netavark aardvark-dns iptables podman-compose nftables)
   for p in "${want[@]}"; do
     dpkg-query -W -f '${Status}' "$p" 2>/dev/null | grep -q '^install ok installed' || missing+=("$p")
   done
