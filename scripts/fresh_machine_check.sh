@@ -87,7 +87,7 @@ pytest_summary() {
 # Why an install failed, in a few lines: the resolver's and the Makefile's own words.
 install_cause() {
   grep -E 'ResolutionImpossible|Requires-Python|requires a different Python|is required|No matching distribution|Could not find a version|ERROR:|Error:|error:' \
-    "$1" | grep -v '^\s*$' | sort -u | head -n 12
+    "$1" | awk '!seen[$0]++' | cut -c 1-240 | head -n 12
 }
 
 free_port() {
