@@ -1,8 +1,10 @@
 # The two commands a new user needs: `make run` and `make test`. Everything else is for development.
-PYTHON ?= $(shell command -v python3.11 || command -v python3)
+# CPython 3.11.2 up to 3.13: the first supported one on PATH, or PYTHON=/path/to/python3.x.
+PYTHON ?= $(shell bash scripts/make_venv.sh --find-python)
 VENV ?= .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-$(shell cat requirements/*.txt scripts/install_python_deps.sh | cksum | cut -d' ' -f1)
+# Changes with the requirements, the install scripts and the Python chosen: any of them reinstalls.
+STAMP := $(VENV)/.installed-$(shell { cat requirements/*.txt scripts/install_python_deps.sh scripts/make_venv.sh; $(PYTHON) -c 'import sys; print(sys.base_prefix, sys.version)' 2>&1; } | cksum | cut -d' ' -f1)
 export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
@@ -18,11 +20,7 @@ help:
 	@echo "make clean-data stop the embedded database and delete the data folder (var/)"
 
 $(STAMP):
-	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "Python 3.11 is required (set PYTHON=/path/to/python3.11)")'
-	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	bash scripts/install_python_deps.sh --dev --python $(BIN)/python
-	@rm -f $(VENV)/.installed-*
-	@touch $(STAMP)
+	@bash scripts/make_venv.sh $(VENV) $(PYTHON) $(STAMP) --dev
 
 install: $(STAMP)
 
@@ -60,12 +58,7 @@ worker: $(STAMP)
 	$(BIN)/python -m celery -A config worker --beat --loglevel INFO
 
 constraints:
-	rm -rf /tmp/kb-constraints && $(PYTHON) -m venv /tmp/kb-constraints
-	: > requirements/constraints.txt
-	bash scripts/install_python_deps.sh --dev --python /tmp/kb-constraints/bin/python
-	{ echo "# Every transitive version, as resolved from base.txt and dev.txt on Python 3.11 (torch is installed apart)."; \
-	  echo "# Regenerate: make constraints"; \
-	  /tmp/kb-constraints/bin/python -m pip freeze | grep -v -E '^(torch|pip|setuptools)=='; } > requirements/constraints.txt
+	bash scripts/update_constraints.sh $(PYTHON)
 
 clean-data:
 	-@test -x $(BIN)/python && DJANGO_DEBUG=1 $(BIN)/python -c 'import django, os; os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.base"); django.setup(); from pathlib import Path; from django.conf import settings; from config.embedded_db import server; p = settings.DATABASES["default"].get("PGDATA"); p and server.stop(Path(p))'

@@ -167,7 +167,7 @@ def main() -> int:
         "OPENAI_API_KEY": "placeholder",
         "CHAT_LLM_MODEL": stand_in.model,
         "CHAT_RATE_LIMIT": "0",
-        # As the container entrypoint sets it: each web worker gets its share of the cores for torch.
+        # As the container entrypoint sets it: each web worker gets its share of the cores for the embedding model.
         "KNOWLEDGE_TORCH_THREADS": os.environ.get("KNOWLEDGE_TORCH_THREADS")
         or str(max(1, (os.cpu_count() or 1) // args.workers)),
     }
@@ -258,11 +258,11 @@ def _measure(  # type: ignore[no-untyped-def]
     embedder.embed_query("warm-up")
 
     import numpy as np
-    import torch
+    import onnxruntime
 
     print(
         f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, Python "
-        f"{platform.python_version()}, torch {torch.__version__} ({torch.get_num_threads()} threads), "
+        f"{platform.python_version()}, onnxruntime {onnxruntime.__version__}, "
         f"numpy {np.__version__}; server: gunicorn + {args.workers} uvicorn workers, DEBUG off; "
         f"LLM: loopback stand-in answering at once"
     )

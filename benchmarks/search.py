@@ -3,13 +3,14 @@
     .venv/bin/python benchmarks/search.py latency --collection SLUG   # the real PostgreSQL-manual collection
     .venv/bin/python benchmarks/search.py scale [--chunks 100000]      # a 100k-chunk collection built from it
     .venv/bin/python benchmarks/search.py recall [--vectors 1000000]   # 1M synthetic clustered 384-d vectors
-    .venv/bin/python benchmarks/search.py embed                        # one question's embedding, product vs raw
+    .venv/bin/python benchmarks/search.py embed                        # questions and chunk batches, product vs raw
 
 `latency` and `scale` time the retrieval selector end to end (query embedding included) in hybrid mode with the
 HNSW index, then the same queries with the dense part forced to an exact scan. `recall` builds an HNSW index
 over synthetic vectors drawn from a mixture of clusters and measures recall@10 against exact neighbours for
-several `hnsw.ef_search` values, with HNSW and exact query latency. `embed` times the product's question
-embedding (the ONNX Runtime copy) against the raw sentence-transformers model on the same questions. The collection for `latency` comes from
+several `hnsw.ef_search` values, with HNSW and exact query latency. `embed` times the product's embedding (ONNX
+Runtime on the graph built from the model's weights) of questions and of chunk batches against the raw
+sentence-transformers model on the same texts (needs the optional `scripts/install_python_deps.sh --torch`). The collection for `latency` comes from
 `benchmarks/ingest.py --keep` or `manage.py ingest /usr/share/doc/postgresql-doc-15/html --collection SLUG`.
 """
 
@@ -367,14 +368,26 @@ def cmd_recall(args: argparse.Namespace) -> int:
 def cmd_embed(args: argparse.Namespace) -> int:
     from django.conf import settings
 
-    from knowledge.embeddings import get_embedder
+    from knowledge.embeddings import (
+        MINILM,
+        OnnxEmbedder,
+        SentenceTransformerEmbedder,
+        get_embedder,
+        minilm_path,
+    )
 
     embedder = get_embedder(settings.KNOWLEDGE_EMBEDDING_MODEL)
-    raw = getattr(embedder, "_model", None)
-    if raw is None:
+    if not isinstance(embedder, OnnxEmbedder | SentenceTransformerEmbedder):
         print(f"{embedder.name} is not a sentence-transformers model")
         return 2
-    runtime = "onnx" if embedder.onnx_encoder() is not None else "torch"  # type: ignore[attr-defined]
+    try:  # the reference: the model run by sentence-transformers itself (optional: needs torch)
+        from sentence_transformers import SentenceTransformer
+    except ImportError:
+        print("the reference needs sentence-transformers: scripts/install_python_deps.sh --torch")
+        return 2
+    folder = minilm_path() if embedder.name == MINILM else Path(embedder.name)
+    raw = SentenceTransformer(str(folder), device="cpu")
+    runtime = "onnx" if isinstance(embedder, OnnxEmbedder) else "torch"
     questions = queries(args.queries)
     for question in questions[:5]:  # warm both
         embedder.embed_query(question)
@@ -401,6 +414,29 @@ def cmd_embed(args: argparse.Namespace) -> int:
         f"  ratio product / raw: p50 {percentile(product, 50) / percentile(reference, 50):.3f}, "
         f"p95 {percentile(product, 95) / percentile(reference, 95):.3f}; "
         f"largest coordinate difference {max(differences):.2e}"
+    )
+    # Chunk batches, as ingestion embeds them: ~200-token texts, the configured batch size, rounds interleaved.
+    batch = int(settings.KNOWLEDGE_EMBEDDING_BATCH_SIZE)
+    sentence = "The planner chooses an index scan when the estimated selectivity of the condition is low. "
+    chunks = [(sentence * 14)[: 700 + 25 * (i % 9)] + f" ({i})" for i in range(batch * 4)]
+    product_s, reference_s = [], []
+    for _ in range(args.rounds):
+        started = time.perf_counter()
+        mine = embedder.embed_documents(chunks, batch_size=batch)
+        product_s.append(time.perf_counter() - started)
+        started = time.perf_counter()
+        theirs = raw.encode(chunks, batch_size=batch, normalize_embeddings=True, show_progress_bar=False)
+        reference_s.append(time.perf_counter() - started)
+    print(f"{len(chunks)} chunks of about 200 tokens in batches of {batch}, {args.rounds} interleaved rounds")
+    print(f"  {'':44}{'best s':>9}{'chunks/s':>10}")
+    for name, values in (
+        (f"product embed_documents ({runtime})", product_s),
+        ("raw sentence-transformers", reference_s),
+    ):
+        print(f"  {name:44}{min(values):>9.2f}{len(chunks) / min(values):>10.1f}")
+    print(
+        f"  ratio product / raw throughput: {min(reference_s) / min(product_s):.3f}; "
+        f"largest coordinate difference {float(np.abs(mine - theirs).max()):.2e}"
     )
     return 0
 
@@ -433,6 +469,7 @@ def main() -> int:
     recall.add_argument("--keep", action="store_true")
     embed = sub.add_parser("embed")
     embed.add_argument("--queries", type=int, default=300)
+    embed.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
 
     import django

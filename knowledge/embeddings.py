@@ -22,7 +22,7 @@ from django.core.exceptions import ImproperlyConfigured
 from numpy.typing import NDArray
 
 from config.errors import InvalidInput
-from knowledge.onnx_encoder import OnnxEncoder, OnnxUnavailable, onnx_encoder_load
+from knowledge.onnx_encoder import OnnxEncoder, OnnxUnavailable, encoder_model, onnx_encoder_load
 
 logger = logging.getLogger(__name__)
 
@@ -94,17 +94,64 @@ def _limit_torch_threads() -> None:
         torch.set_num_threads(threads)
 
 
-class SentenceTransformerEmbedder:
-    """A sentence-transformers model. Texts are embedded by its ONNX Runtime copy (runtime "onnx", the default on
-    CPU: the same network, checked against torch before use, 1.7x torch's throughput on chunk batches and under
-    half its time on one question here) or by torch; any failure of the copy hands the work back to torch."""
+TORCH_MISSING = (
+    "sentence-transformers is not installed: it is optional (a GPU, or a model the ONNX builder does not know); "
+    "install it with `scripts/install_python_deps.sh --torch`."
+)
 
-    def __init__(self, name: str, path: Path, *, device: str = "cpu", runtime: str = "torch") -> None:
+
+class OnnxEmbedder:
+    """A sentence-transformers model folder of the BERT family, run by ONNX Runtime on a graph built from its own
+    weights (knowledge/onnx_encoder.py): no torch at run time. The graph is built, or read from the cache, on first
+    use."""
+
+    def __init__(self, name: str, path: Path) -> None:
+        self.name = name
+        self._path = path
+        self._model = encoder_model(path)  # raises OnnxUnavailable for a model the builder does not know
+        self.dimensions = self._model.hidden
+        self.max_tokens = self._model.max_tokens
+        self.tokenizer: Tokenizer = WordPieceTokenizer(self._model.tokenizer_json)
+        self._encoder: OnnxEncoder | None = None
+        self._lock = threading.Lock()
+
+    def encoder(self) -> OnnxEncoder:
+        """The ONNX Runtime encoder, built on first use (one process-wide session; run() is thread-safe)."""
+        with self._lock:
+            if self._encoder is None:
+                from django.conf import settings
+
+                self._encoder = onnx_encoder_load(
+                    model_path=self._path,
+                    name=self.name,
+                    cache_dir=Path(settings.KNOWLEDGE_MODEL_CACHE_DIR),
+                    threads=_model_threads(),
+                )
+            return self._encoder
+
+    def embed_documents(self, texts: Sequence[str], *, batch_size: int = 32) -> NDArray[np.float32]:
+        if not texts:
+            return np.zeros((0, self.dimensions), dtype=np.float32)
+        return embed_in_batches(self.encoder(), texts, batch_size)
+
+    def embed_query(self, text: str) -> NDArray[np.float32]:
+        vector: NDArray[np.float32] = self.encoder().embed([text])[0]
+        return vector
+
+
+class SentenceTransformerEmbedder:
+    """A sentence-transformers model run by torch (KNOWLEDGE_EMBEDDING_RUNTIME=torch, a device other than the CPU, or
+    a model the ONNX builder does not know). Optional: sentence-transformers and torch are not in base.txt."""
+
+    def __init__(self, name: str, path: Path, *, device: str = "cpu") -> None:
         # Set before sentence-transformers and huggingface_hub are imported, so nothing reaches for a hub.
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-        from sentence_transformers import SentenceTransformer
-        from transformers.utils import logging as transformers_logging
+        try:
+            from sentence_transformers import SentenceTransformer
+            from transformers.utils import logging as transformers_logging
+        except ImportError as exc:
+            raise UnknownEmbeddingModel(f"{name}: {TORCH_MISSING}") from exc
 
         transformers_logging.disable_progress_bar()
         _limit_torch_threads()
@@ -116,35 +163,13 @@ class SentenceTransformerEmbedder:
         )
         self.dimensions = int(dimension() or 0)
         self.max_tokens = int(self._model.max_seq_length or 256)
-        tokenizer_json = path / "tokenizer.json"
-        self.tokenizer: Tokenizer = WordPieceTokenizer(tokenizer_json)
+        self.tokenizer: Tokenizer = WordPieceTokenizer(path / "tokenizer.json")
         # torch's intra-op pool is shared by every thread of the process; one encode at a time keeps it efficient.
-        # Re-entrant: exporting the ONNX copy holds it and embeds the probe texts with torch.
-        self._lock = threading.RLock()
-        self._path, self._device = path, device
-        self._runtime = runtime
-        self._onnx: OnnxEncoder | None = None
-        self._onnx_lock = threading.Lock()
+        self._lock = threading.Lock()
 
     def embed_documents(self, texts: Sequence[str], *, batch_size: int = 32) -> NDArray[np.float32]:
         if not texts:
             return np.zeros((0, self.dimensions), dtype=np.float32)
-        encoder = self.onnx_encoder()
-        if encoder is not None:
-            try:
-                return embed_in_batches(encoder, texts, batch_size)
-            except Exception:  # the runtime raises many types; the texts must still be embedded
-                logger.exception(
-                    "The ONNX copy of %s failed; texts are embedded with torch from now on", self.name
-                )
-                self._runtime, self._onnx = "torch", None
-        return self._torch_embed(texts, batch_size)
-
-    def embed_query(self, text: str) -> NDArray[np.float32]:
-        vector: NDArray[np.float32] = self.embed_documents([text], batch_size=1)[0]
-        return vector
-
-    def _torch_embed(self, texts: Sequence[str], batch_size: int) -> NDArray[np.float32]:
         with self._lock:
             vectors = self._model.encode(
                 list(texts),
@@ -156,29 +181,9 @@ class SentenceTransformerEmbedder:
         result: NDArray[np.float32] = np.asarray(vectors, dtype=np.float32)
         return result
 
-    def onnx_encoder(self) -> OnnxEncoder | None:
-        """The ONNX Runtime copy, built on first use; None when this model runs on torch."""
-        if self._runtime != "onnx" or self._device != "cpu":
-            return None
-        with self._onnx_lock:
-            if self._onnx is None and self._runtime == "onnx":
-                from django.conf import settings
-
-                try:
-                    # Under the model's lock: tracing runs the torch modules, which a concurrent encode also runs.
-                    with self._lock:
-                        self._onnx = onnx_encoder_load(
-                            model=self._model,
-                            model_path=self._path,
-                            name=self.name,
-                            cache_dir=Path(settings.KNOWLEDGE_MODEL_CACHE_DIR),
-                            threads=_model_threads(),
-                            reference=lambda texts: self._torch_embed(texts, len(texts)),
-                        )
-                except OnnxUnavailable as exc:
-                    logger.warning("%s runs on torch: %s", self.name, exc)
-                    self._runtime = "torch"
-            return self._onnx
+    def embed_query(self, text: str) -> NDArray[np.float32]:
+        vector: NDArray[np.float32] = self.embed_documents([text], batch_size=1)[0]
+        return vector
 
 
 def embed_in_batches(encoder: OnnxEncoder, texts: Sequence[str], batch_size: int) -> NDArray[np.float32]:
@@ -248,12 +253,10 @@ def get_embedder(name: str) -> Embedder:
             f"KNOWLEDGE_EMBEDDING_RUNTIME is {runtime!r}; use one of {', '.join(RUNTIMES)}."
         )
     embedder: Embedder
-    if name == MINILM:
-        embedder = SentenceTransformerEmbedder(name, minilm_path(), device=device, runtime=runtime)
-    elif name == HASHING:
+    if name == HASHING:
         embedder = HashingEmbedder()
     else:
-        embedder = SentenceTransformerEmbedder(name, Path(name), device=device, runtime=runtime)
+        embedder = _model_embedder(name, minilm_path() if name == MINILM else Path(name), device, runtime)
     if embedder.dimensions != DIMENSIONS:
         raise UnknownEmbeddingModel(
             f"Embedding model {name!r} makes {embedder.dimensions}-d vectors; the index stores {DIMENSIONS}-d vectors."
@@ -261,9 +264,27 @@ def get_embedder(name: str) -> Embedder:
     return embedder
 
 
+def _model_embedder(name: str, path: Path, device: str, runtime: str) -> Embedder:
+    if runtime == "torch" or device != "cpu":
+        return SentenceTransformerEmbedder(name, path, device=device)
+    try:
+        return OnnxEmbedder(name, path)
+    except OnnxUnavailable as exc:
+        try:
+            import sentence_transformers  # noqa: F401
+        except ImportError:
+            raise UnknownEmbeddingModel(
+                f"{name} cannot run on ONNX Runtime ({exc}); {TORCH_MISSING}"
+            ) from exc
+        logger.warning("%s runs on torch: %s", name, exc)
+        return SentenceTransformerEmbedder(name, path, device=device)
+
+
 def embedder_prepare(*, name: str) -> str:
-    """Load the embedder `name` and its ONNX copy if it uses one; returns what runs it: onnx, torch or builtin."""
+    """Load the embedder `name` (for ONNX Runtime: build or read its graph); returns what runs it: onnx, torch or
+    builtin."""
     embedder = get_embedder(name)
-    if not isinstance(embedder, SentenceTransformerEmbedder):
-        return "builtin"
-    return "onnx" if embedder.onnx_encoder() is not None else "torch"
+    if isinstance(embedder, OnnxEmbedder):
+        embedder.encoder()
+        return "onnx"
+    return "torch" if isinstance(embedder, SentenceTransformerEmbedder) else "builtin"

