@@ -105,11 +105,13 @@ EOF
 _kb_preserved_env="CONTAINERS_CONF,CONTAINERS_STORAGE_CONF,CONTAINERS_REGISTRIES_CONF,KB_CONTAINER_CACHE"
 
 kb_podman() {
+  # Without systemd, podman reports on every run, stop and removal of a container with a healthcheck that it could
+  # not (un)schedule its timer; that is expected here (`kb_podman healthcheck run NAME` runs it), so it is not shown.
   if [ -n "$KB_SUDO" ]; then
     sudo --preserve-env="$_kb_preserved_env" podman "$@"
   else
     podman "$@"
-  fi
+  fi 2> >(grep -v 'unable to get systemd connection' >&2)
 }
 
 kb_podman_compose() {
