@@ -1,7 +1,10 @@
 """Split parsed documents into chunks that follow their structure and fit the embedding model.
 
 Sections first (a chunk never spans two heading paths), then paragraphs, then sentences, then token windows for
-the rare sentence longer than the budget. Sizes are measured with the embedding model's own tokenizer. Chunks
+the rare sentence longer than the budget. Sizes are measured with the embedding model's own tokenizer, and bounded
+in characters too: the tokenizer reads a run of over 100 characters without a space as one token, so a long enough
+line would otherwise make one chunk of megabytes. No chunk is longer than MAX_CHUNK_CHARS; a run longer than that is
+cut at a space where it has one, hard where it has none. Chunks
 overlap by whole sentences, up to an overlap budget. The text that is embedded carries the document title and
 the heading path, so that a chunk reads on its own ("Configuration › Autovacuum: ... it runs every minute").
 """
@@ -20,6 +23,8 @@ SECTION_SEPARATOR = " › "
 # Room for the model's two special tokens, [CLS] and [SEP].
 SPECIAL_TOKENS = 2
 MAX_PREFIX_TOKENS = 64
+# About four times a 200-token chunk of prose; text cut at this size still reads as a passage.
+MAX_CHUNK_CHARS = 4000
 
 _SENTENCE_END = re.compile(r"(?<=[.!?…])[\"')\]]*\s+(?=[\"'(\[]?[A-Z0-9À-Ý])")
 
@@ -54,16 +59,20 @@ def chunk_document(
     chunk_tokens: int,
     overlap_tokens: int,
     title: str | None = None,
+    max_chars: int = MAX_CHUNK_CHARS,
 ) -> list[ChunkDraft]:
-    """Chunks of `document`, in reading order; each fits `max_model_tokens` together with its title and section."""
+    """Chunks of `document`, in reading order; each fits `max_model_tokens` together with its title and section,
+    and none is longer than `max_chars` characters."""
     title = title or document.title
     drafts: list[ChunkDraft] = []
     for headings, blocks in groupby(document.blocks, key=lambda block: block.headings):
         section = SECTION_SEPARATOR.join(headings)
         prefix = embedding_prefix(title=title, section=section, tokenizer=tokenizer)
         budget = max(16, min(chunk_tokens, max_model_tokens - SPECIAL_TOKENS - tokenizer.count(prefix) - 1))
-        units = [unit for block in blocks for unit in _units(block, document.text, tokenizer, budget)]
-        for window in _pack(units, budget, min(overlap_tokens, budget // 4)):
+        units = [
+            unit for block in blocks for unit in _units(block, document.text, tokenizer, budget, max_chars)
+        ]
+        for window in _pack(units, budget, min(overlap_tokens, budget // 4), max_chars):
             start, end = window[0].start, window[-1].end
             text = document.text[start:end]
             drafts.append(
@@ -97,9 +106,14 @@ def embedding_prefix(*, title: str, section: str, tokenizer: Tokenizer) -> str:
     return prefix
 
 
-def _units(block: Block, text: str, tokenizer: Tokenizer, budget: int) -> Iterator[_Unit]:
+def _units(block: Block, text: str, tokenizer: Tokenizer, budget: int, max_chars: int) -> Iterator[_Unit]:
     first = True
-    for start, end in _sentence_spans(text, block.start, block.end):
+    spans = (
+        piece
+        for span in _sentence_spans(text, block.start, block.end)
+        for piece in _character_pieces(text, *span, max_chars)
+    )
+    for start, end in spans:
         tokens = tokenizer.count(text[start:end])
         if tokens <= budget:
             yield _Unit(start, end, tokens, block.page, first)
@@ -137,6 +151,20 @@ def _strip_span(text: str, start: int, end: int) -> Iterator[tuple[int, int]]:
         yield start, end
 
 
+def _character_pieces(text: str, start: int, end: int, limit: int) -> Iterator[tuple[int, int]]:
+    """text[start:end] in pieces of at most `limit` characters, cut at the last space of a piece's second half where
+    there is one (so words stay whole), hard where there is none. Done before tokenizing: a megabyte-long line is
+    never handed to the tokenizer whole."""
+    while end - start > limit:
+        cut = start + limit
+        space = max(text.rfind(" ", start + limit // 2, cut), text.rfind("\n", start + limit // 2, cut))
+        if space > start:
+            cut = space
+        yield from _strip_span(text, start, cut)
+        start = cut
+    yield from _strip_span(text, start, end)
+
+
 def _token_windows(
     text: str, start: int, end: int, tokenizer: Tokenizer, budget: int
 ) -> Iterator[tuple[int, int, int]]:
@@ -158,18 +186,23 @@ def _token_windows(
         index = last + 1
 
 
-def _pack(units: list[_Unit], budget: int, overlap: int) -> Iterator[list[_Unit]]:
-    """Greedy packing that prefers paragraph boundaries and repeats the last sentences as overlap."""
+def _pack(units: list[_Unit], budget: int, overlap: int, max_chars: int) -> Iterator[list[_Unit]]:
+    """Greedy packing that prefers paragraph boundaries and repeats the last sentences as overlap; a window never
+    spans more than `max_chars` characters of the document."""
     window: list[_Unit] = []
     tokens = 0
     fresh = 0  # units in the window that no earlier chunk holds
     for unit in units:
         breaks_paragraph = unit.paragraph_start and tokens >= budget // 2
         if window and (
-            tokens + unit.tokens > budget or (breaks_paragraph and tokens + unit.tokens > budget * 0.9)
+            tokens + unit.tokens > budget
+            or (breaks_paragraph and tokens + unit.tokens > budget * 0.9)
+            or unit.end - window[0].start > max_chars
         ):
             yield window
             window, tokens = _overlap_tail(window, overlap, budget - unit.tokens)
+            while window and unit.end - window[0].start > max_chars:
+                tokens -= window.pop(0).tokens
             fresh = 0
         window.append(unit)
         tokens += unit.tokens
