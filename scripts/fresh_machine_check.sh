@@ -169,10 +169,8 @@ check_suite() {
     return 1
   fi
 
-  local python
-  python=$(box 'p=$(command -v python3.11 || command -v python3); echo "$p $($p --version 2>&1 | cut -d" " -f2)"')
-  say "Python: $python; make: $(box 'make --version | head -n 1')"
-  RESULT[$suite.python]=${python#* }
+  RESULT[$suite.python]="Debian's $(box 'python3 --version')"
+  say "${RESULT[$suite.python]}; $(box 'make --version | head -n 1')"
 
   # 1. Install, as `make run` and `make test` would do first.
   if ! step "make install" "$logs/install.log" 'make install'; then
@@ -184,6 +182,7 @@ check_suite() {
     return 1
   fi
   RESULT[$suite.install]="${STEP_SECONDS}s"
+  RESULT[$suite.python]="$(box '.venv/bin/python -c "import sys; print(sys.version.split()[0], sys.base_prefix)"') (the venv's)"
   RESULT[$suite.venv]=$(box 'du -sh .venv | cut -f1')
   RESULT[$suite.torch]=$(box '.venv/bin/python - <<EOF
 from importlib import metadata
