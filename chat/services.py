@@ -30,6 +30,10 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 MAX_QUESTION_CHARS = 4000
+# A conversation a client sends with its question (the OpenAI-compatible API): only the last turns are read, as of
+# a stored conversation, and none may be longer than this (a stored answer is far shorter).
+HISTORY_TURNS = 10
+MAX_HISTORY_TURN_CHARS = 20_000
 # What is shown instead of a source (and of an answer that cites it) the reader may no longer read.
 WITHHELD_SOURCE = "A source you can no longer read"
 WITHHELD_ANSWER = (
@@ -142,7 +146,7 @@ def _history(conversation: Conversation, user: User) -> list[tuple[str, str]]:
     rows = (
         conversation.messages.annotate(withheld=Exists(withheld))
         .order_by("-created_at", "-pk")
-        .values_list("role", "text", "withheld")[:10]
+        .values_list("role", "text", "withheld")[:HISTORY_TURNS]
     )
     return [(role, WITHHELD_ANSWER if hidden else text) for role, text, hidden in reversed(rows)]
 
@@ -189,6 +193,14 @@ def question_ask_stream(
             if conversation_collection_ids
             else collections_for_search(user=user)
         )
+    if history is not None:
+        history = list(history)[-HISTORY_TURNS:]
+        longest = max((len(text) for _, text in history), default=0)
+        if longest > MAX_HISTORY_TURN_CHARS:
+            raise InvalidInput(
+                f"A message of the conversation is {longest:,} characters long; "
+                f"at most {MAX_HISTORY_TURN_CHARS:,} are allowed."
+            )
     history = list(history) if history is not None else (_history(conversation, user) if conversation else [])
     with transaction.atomic():
         _rate_limit(user)

@@ -244,3 +244,45 @@ def test_chat_completions_errors_come_back_in_the_openai_error_format(openai_cli
         )
 
     assert "Unknown model" in str(unknown_model.value)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_conversation_sent_with_a_huge_message_is_refused_and_stores_nothing(
+    openai_client, manual, llm_server
+):
+    from chat.models import Message
+
+    huge = "x " * 1_500_000  # 3 MB: it would become a 3 MB prompt
+    with pytest.raises(openai.BadRequestError) as refused:
+        openai_client.chat.completions.create(
+            model="knowledge-base",
+            messages=[
+                {"role": "user", "content": huge},
+                {"role": "assistant", "content": "ok"},
+                {"role": "user", "content": "And how do I restore it?"},
+            ],
+        )
+
+    assert "at most 20,000 are allowed" in str(refused.value)
+    assert not Message.objects.exists() and not llm_server.requests
+
+
+@pytest.mark.django_db(transaction=True)
+def test_only_the_last_turns_of_a_long_conversation_reach_the_language_model(
+    openai_client, manual, llm_server
+):
+    turns = []
+    for i in range(30):
+        turns += [
+            {"role": "user", "content": f"question {i}"},
+            {"role": "assistant", "content": f"answer {i}"},
+        ]
+
+    openai_client.chat.completions.create(
+        model="knowledge-base",
+        messages=[*turns, {"role": "user", "content": "And does it block other users?"}],
+    )
+
+    rewrite_request = llm_server.requests[0]["body"]["messages"][1]["content"]
+    assert "answer 29" in rewrite_request and "question 0\n" not in rewrite_request
+    assert len(rewrite_request) < 2000
