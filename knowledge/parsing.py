@@ -22,8 +22,11 @@ TEXT = "text/plain"
 DOCX = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
 SUPPORTED = (PDF, HTML, MARKDOWN, TEXT, DOCX)
 
-# A DOCX is a zip; one whose parts would inflate past this is treated as a bomb, not parsed.
+# A DOCX is a zip; one whose parts would inflate past this is treated as a bomb, not parsed. Counted as the parts
+# are inflated, never taken from the zip's headers (which can under-state it). Its XML parts have a bound of their
+# own: the XML tree python-docx builds takes about twenty times their size in memory.
 MAX_DOCX_UNCOMPRESSED = 200 * 1024 * 1024
+MAX_DOCX_XML = 48 * 1024 * 1024
 
 
 class ParseError(InvalidInput):
@@ -562,15 +565,43 @@ def _pdf_outline(pdf: object) -> Callable[[int], tuple[str, ...]]:
 # --- DOCX ----------------------------------------------------------------------------------------------------------
 
 
+def _check_docx_sizes(data: bytes) -> None:
+    """Inflate every part in 1 MB pieces, counting, and stop at the first bound passed: the headers' sizes are not
+    trusted (a bomb can state small ones and fail only at the CRC, after inflating), nor held in memory."""
+    total = xml = 0
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            declared = sum(info.file_size for info in archive.infolist())
+            if declared > MAX_DOCX_UNCOMPRESSED:
+                raise ParseError(
+                    "The Word document expands to more than 200 MB (a ZIP bomb?); it was not read."
+                )
+            for info in archive.infolist():
+                is_xml = info.filename.lower().endswith((".xml", ".rels"))
+                with archive.open(info) as member:
+                    while piece := member.read(1024 * 1024):
+                        total += len(piece)
+                        xml += len(piece) if is_xml else 0
+                        if total > MAX_DOCX_UNCOMPRESSED:
+                            raise ParseError(
+                                "The Word document expands to more than 200 MB (a ZIP bomb?); it was not read."
+                            )
+                        if xml > MAX_DOCX_XML:
+                            raise ParseError(
+                                f"The Word document's text and markup expand to more than "
+                                f"{MAX_DOCX_XML // (1024 * 1024)} MB; it was not read (split it into smaller files)."
+                            )
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, NotImplementedError) as exc:
+        raise ParseError(f"The Word document could not be read: {exc}.") from exc
+
+
 def parse_docx(data: bytes, *, fallback_title: str) -> ParsedDocument:
     import docx
     from docx.opc.exceptions import PackageNotFoundError
     from docx.table import Table
     from docx.text.paragraph import Paragraph
 
-    with zipfile.ZipFile(io.BytesIO(data)) as archive:
-        if sum(info.file_size for info in archive.infolist()) > MAX_DOCX_UNCOMPRESSED:
-            raise ParseError("The Word document expands to more than 200 MB (a ZIP bomb?); it was not read.")
+    _check_docx_sizes(data)
     try:
         document = docx.Document(io.BytesIO(data))
     except (PackageNotFoundError, KeyError, ValueError, zipfile.BadZipFile) as exc:

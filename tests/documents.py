@@ -52,6 +52,19 @@ def docx_bytes(paragraphs: list[tuple[str, str]]) -> bytes:
     return buffer.getvalue()
 
 
+def understated_zip_bomb_docx_bytes(expanded_mb: int = 300) -> bytes:
+    """A zip bomb whose headers say its document part holds 1 KB: only counting while inflating catches it."""
+    data = bytearray(zip_bomb_docx_bytes(expanded_mb))
+    size = expanded_mb * 1024 * 1024
+    # The size sits in the local header and the central directory, as 4 bytes and in the zip64 extra field as 8
+    for width in (8, 4):
+        real, stated = size.to_bytes(width, "little"), (1024).to_bytes(width, "little")
+        data = bytearray(bytes(data).replace(real, stated))
+    with zipfile.ZipFile(io.BytesIO(bytes(data))) as archive:
+        assert archive.getinfo("word/document.xml").file_size == 1024
+    return bytes(data)
+
+
 def zip_bomb_docx_bytes(expanded_mb: int = 300) -> bytes:
     """A tiny file that claims to be a Word document and inflates to `expanded_mb` megabytes."""
     buffer = io.BytesIO()

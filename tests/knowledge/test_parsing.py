@@ -157,3 +157,23 @@ def test_type_is_decided_by_content_not_extension():
     assert parsing.detect_media_type(documents.pdf_bytes(["x"]), "looks-like.txt") == parsing.PDF
     assert parsing.detect_media_type(b"<html><body><p>hi</p></body></html>", "page.txt") == parsing.HTML
     assert parsing.detect_media_type(b"just words", "fake.pdf") == parsing.TEXT
+
+
+def test_a_docx_bomb_whose_headers_understate_its_size_is_refused_while_inflating(monkeypatch):
+    import docx
+
+    def never(*args, **kwargs):
+        raise AssertionError("python-docx must not be handed the bomb")
+
+    monkeypatch.setattr(docx, "Document", never)
+    # zipfile stops at the stated size and the CRC then fails: refused having inflated 1 KB, not 300 MB
+    with pytest.raises(parsing.ParseError, match="could not be read: Bad CRC-32"):
+        parsing.parse(documents.understated_zip_bomb_docx_bytes(), filename="small-looking.docx")
+
+
+def test_a_docx_whose_markup_alone_is_too_big_to_parse_is_refused(monkeypatch):
+    monkeypatch.setattr(parsing, "MAX_DOCX_XML", 64 * 1024)
+    data = documents.docx_bytes([("Normal", "A paragraph of ordinary words. " * 40)] * 200)
+
+    with pytest.raises(parsing.ParseError, match="text and markup expand to more than"):
+        parsing.parse(data, filename="long.docx")
