@@ -37,6 +37,13 @@ _FOLLOW_UP = re.compile(
 )
 
 
+# No source, as read by the model, quoted to the user or stored with the answer, is longer than this: a chunk made
+# before chunks were bounded in characters (or several merged) can be megabytes with a token count of a few.
+MAX_SOURCE_CHARS = 12_000
+# The fewest characters a token of the model covers, for text whose stored count is not to be trusted.
+CHARS_PER_TOKEN_FLOOR = 6
+
+
 @dataclass
 class SourceRef:
     """A numbered source as shown to the model and to the user."""
@@ -167,10 +174,14 @@ def build_sources(hits: list[SearchHit], *, token_budget: int, count_tokens: Any
     kept: list[SourceRef] = []
     used = 0
     for source in merged:
+        if len(source.text) > MAX_SOURCE_CHARS:
+            cut = source.text.rfind(" ", MAX_SOURCE_CHARS // 2, MAX_SOURCE_CHARS)
+            source.text = source.text[: cut if cut > 0 else MAX_SOURCE_CHARS].rstrip() + " …"
+            source.token_count = None
         # A chunk's count was stored when it was chunked; tokenizing every source again cost more CPU per question
-        # than the rest of building the prompt.
+        # than the rest of building the prompt. It is trusted only as far as the text's length allows.
         stored = source.token_count if len(source.chunk_ids) == 1 else None
-        tokens = stored or count_tokens(source.text)
+        tokens = max(stored or count_tokens(source.text), len(source.text) // CHARS_PER_TOKEN_FLOOR)
         if kept and used + tokens > token_budget:
             continue
         used += tokens

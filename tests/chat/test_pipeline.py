@@ -243,6 +243,31 @@ def test_sources_budget_with_stored_token_counts_and_count_only_merged_text():
     assert len(counted) == 1
 
 
+def test_a_megabyte_chunk_with_a_token_count_of_one_is_cut_and_budgeted_by_its_length():
+    from knowledge.search import SearchHit
+
+    def hit(chunk_id, text, tokens):
+        return SearchHit(
+            chunk_id=chunk_id, document_id=chunk_id, collection_id=1, position=0, title="T", source_name="t.txt",
+            section="", page_number=None, start_offset=0, end_offset=len(text), text=text, score=1.0,
+            token_count=tokens,
+        )  # fmt: skip
+
+    giant = (
+        "x" * 150 + " "
+    ) * 8000  # 1.2 MB, 8,000 words the tokenizer reads as [UNK]: "1 token" once stored
+    hits = [hit(1, giant, 1), hit(2, "A small passage about restores.", 6), hit(3, "Another one.", 3)]
+
+    sources = pipeline.build_sources(hits, token_budget=2100, count_tokens=lambda text: 1)
+
+    first = sources[0]
+    assert len(first.text) <= pipeline.MAX_SOURCE_CHARS + 2 and first.text.endswith(" …")
+    assert first.text[:-2].split() == giant.split()[: len(first.text[:-2].split())]  # cut between words
+    # its length counts as 2,000 tokens at least: the small passages still fit, nothing more would
+    assert [s.chunk_ids for s in sources] == [[1], [2], [3]]
+    assert len(pipeline.build_sources(hits, token_budget=1000, count_tokens=lambda text: 1)) == 1
+
+
 def test_llm_error_is_a_domain_error_with_a_kind():
     error = LLMError("x", kind="timeout")
 
