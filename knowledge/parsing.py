@@ -27,6 +27,10 @@ SUPPORTED = (PDF, HTML, MARKDOWN, TEXT, DOCX)
 # own: the XML tree python-docx builds takes about twenty times their size in memory.
 MAX_DOCX_UNCOMPRESSED = 200 * 1024 * 1024
 MAX_DOCX_XML = 48 * 1024 * 1024
+# The parsed tree of an HTML page takes about 2.5 KB of memory per element: a page with more is refused, counted
+# before it is parsed (a long page of a manual has some thousands).
+MAX_HTML_ELEMENTS = 250_000
+_HTML_TAG_START = re.compile(r"<[A-Za-z]")
 
 
 class ParseError(InvalidInput):
@@ -393,6 +397,19 @@ _HEADING_TAGS = {"h1": 1, "h2": 2, "h3": 3, "h4": 4, "h5": 5, "h6": 6}
 
 
 def parse_html(text: str, *, fallback_title: str) -> ParsedDocument:
+    """Blocks of an HTML page; raises ParseError for a page too big or too deeply nested to read in bounded memory."""
+    elements = sum(1 for _ in _HTML_TAG_START.finditer(text))
+    if elements > MAX_HTML_ELEMENTS:
+        raise ParseError(
+            f"The page has {elements:,} elements; at most {MAX_HTML_ELEMENTS:,} are read (split it into smaller pages)."
+        )
+    try:
+        return _parse_html_tree(text, fallback_title=fallback_title)
+    except RecursionError as exc:
+        raise ParseError("The page's elements are nested too deeply to be read.") from exc
+
+
+def _parse_html_tree(text: str, *, fallback_title: str) -> ParsedDocument:
     import warnings
 
     from bs4 import BeautifulSoup, Comment, NavigableString, Tag, XMLParsedAsHTMLWarning

@@ -177,3 +177,23 @@ def test_a_docx_whose_markup_alone_is_too_big_to_parse_is_refused(monkeypatch):
 
     with pytest.raises(parsing.ParseError, match="text and markup expand to more than"):
         parsing.parse(data, filename="long.docx")
+
+
+def test_an_html_page_with_too_many_elements_is_refused_before_it_is_parsed(monkeypatch):
+    import bs4
+
+    def never(*args, **kwargs):
+        raise AssertionError("the page must not be parsed")
+
+    monkeypatch.setattr(bs4, "BeautifulSoup", never)
+    page = "<html><body>" + "<span>w</span>" * (parsing.MAX_HTML_ELEMENTS + 1) + "</body></html>"
+
+    with pytest.raises(parsing.ParseError, match=r"elements; at most 250,000 are read"):
+        parsing.parse(page.encode(), filename="huge.html")
+
+
+def test_an_html_page_nested_too_deeply_is_refused_with_a_reason():
+    page = "<html><body>" + "<div>" * 20_000 + "deep" + "</div>" * 20_000 + "</body></html>"
+
+    with pytest.raises(parsing.ParseError, match="nested too deeply"):
+        parsing.parse(page.encode(), filename="deep.html")
