@@ -140,7 +140,8 @@ print(f"    Q: {question}")
 print(f"    A ({message['answer_mode']}, {message['outcome']}): {' '.join(message['text'].split())[:400]}")
 cited = [c for c in message["citations"] if c["cited"]]
 for citation in cited:
-    where = " / ".join(part for part in (citation["title"], citation["section"]) if part)
+    title, section = citation["title"], citation["section"]
+    where = section if section.startswith(title) else " / ".join(part for part in (title, section) if part)
     print(f"    [{citation['number']}] {where}")
 sys.exit(0 if cited else "the answer cites no source")
 EOF
@@ -160,8 +161,10 @@ check_suite() {
   containers+=("$name")
   # A clean clone's files (git archive HEAD), owned by the user; not a mount of the host's checkout. (Called in an
   # `||` list, this function runs without errexit: each failure is handled where it happens.)
+  # PID 1 reaps orphans, as a machine's init does: a killed PostgreSQL left as a zombie would still hold its socket
+  # lock (PostgreSQL sees its PID alive), and the embedded database's recovery test would fail for that alone.
   if ! kb_podman run --detach --pull=never --name "$name" --network host "${KB_PIP_VOLUMES[@]}" "$image" \
-    sleep infinity >/dev/null \
+    bash -c 'trap "exit 0" TERM; while :; do sleep 60 & wait $!; done' >/dev/null \
     || ! kb_podman exec "$name" useradd --create-home --home-dir "$HOME_IN_BOX" --shell /bin/bash kb \
     || ! git -C "$ROOT" archive --format=tar --prefix=kb/ HEAD \
     | kb_podman exec --interactive --user kb --workdir "$HOME_IN_BOX" "$name" tar -xf -; then
@@ -225,7 +228,7 @@ EOF' | tr '\n' ' ')
   start=$(now)
   kb_podman exec --detach --user kb --workdir "$REPO_IN_BOX" --env HOME="$HOME_IN_BOX" --env LANG=C.UTF-8 \
     --env KB_PORT="$port" --env MLMODELS_ENSURE_ON_RUN=0 "$name" \
-    bash -c 'echo $$ > make-run.pid; exec make run > make-run.log 2>&1'
+    bash -c 'echo $$ > make-run.pid; exec make run > make-run.log 2>&1' >/dev/null
   deadline=$((start + RUN_TIMEOUT))
   status=0
   while [ "$(now)" -lt "$deadline" ]; do
