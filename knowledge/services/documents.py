@@ -14,7 +14,7 @@ from typing import IO, TYPE_CHECKING, Literal
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
-from django.db import DatabaseError, transaction
+from django.db import DatabaseError, connection, transaction
 from django.db.models import F
 from django.db.models.functions import Greatest
 from django.utils import timezone
@@ -45,6 +45,18 @@ class DocumentAdded:
     document: Document
     outcome: Outcome
     message: str
+
+
+# The key space of the advisory locks that serialize adds per collection (the second key is the collection's id).
+_ADD_LOCK_SPACE = 0x4B42  # "KB"
+
+
+def _serialize_adds(collection: Collection) -> None:
+    """One add at a time per collection, until the transaction ends (same-bytes and same-name checks need it).
+    An advisory lock, not the collection row: writing a large document's chunks holds that row (shared) for
+    minutes, and uploads must not wait for it."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(%s::int, %s::int)", [_ADD_LOCK_SPACE, collection.pk])
 
 
 def document_add(
@@ -126,7 +138,7 @@ def _add_locked(
     enqueue: bool,
     written: list[str],
 ) -> _Added:
-    Collection.objects.select_for_update().filter(pk=collection.pk).first()  # serializes adds per collection
+    _serialize_adds(collection)
     same_bytes = Document.objects.filter(collection=collection, content_hash=content_hash).first()
     if same_bytes is not None:
         message = (

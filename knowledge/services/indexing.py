@@ -282,8 +282,7 @@ def _write_chunks(
     embeddings: list[list[float]],
 ) -> None:
     with transaction.atomic():
-        # The collection row is the lock a re-embed's switch takes too, so the model cannot change under us.
-        collection = Collection.objects.select_for_update().filter(pk=document.collection_id).first()
+        collection = collection_share_lock(document.collection_id)
         locked = Document.objects.select_for_update().filter(pk=document.pk).first()
         if collection is None or locked is None:
             logger.info("document %s was deleted while it was being indexed", document.pk)
@@ -335,6 +334,18 @@ def _write_chunks(
         locked.indexed_at = timezone.now()
         locked.heartbeat_at = locked.indexed_at
         locked.save()
+
+
+def collection_share_lock(collection_id: int) -> Collection | None:
+    """The collection, locked FOR SHARE until the transaction ends, or None if it is gone.
+
+    What writing a document's chunks holds while it inserts them (minutes for a very large document): a re-embed's
+    switch (FOR UPDATE) waits for it, so the model cannot change under the writer, and a deleted collection cannot
+    vanish half-written; but other documents of the collection are added (an advisory lock, not this row) and
+    written (FOR SHARE too) meanwhile."""
+    table = Collection._meta.db_table
+    found = list(Collection.objects.raw(f'SELECT * FROM "{table}" WHERE id = %s FOR SHARE', [collection_id]))  # noqa: S608 - the table name is the model's own
+    return found[0] if found else None
 
 
 def _text_vector(*, title: str, section: str, text: str) -> Combinable:

@@ -151,3 +151,60 @@ def test_a_conversation_deleted_while_an_answer_is_stored_is_deleted_whole(api, 
 
     assert not Conversation.objects.filter(pk=first["conversation_id"]).exists()
     assert not Message.objects.filter(conversation_id=first["conversation_id"]).exists()
+
+
+def test_uploads_to_a_collection_do_not_wait_for_a_large_document_being_written(manual):
+    from django.db import transaction
+
+    from knowledge.services.indexing import collection_share_lock
+
+    added: list[str] = []
+
+    def upload():
+        try:
+            result = knowledge_services.document_add(
+                collection=manual, name="during.md", content=b"# During\n\nAdded while another is written.",
+                enqueue=False,
+            )  # fmt: skip
+            added.append(result.outcome)
+        finally:
+            connection.close()
+
+    with transaction.atomic():
+        assert collection_share_lock(manual.pk) is not None  # what writing a document's chunks holds
+        thread = threading.Thread(target=upload)
+        thread.start()
+        thread.join(timeout=20)
+        finished_while_held = not thread.is_alive()
+    thread.join()
+
+    assert finished_while_held and added == ["created"]
+
+
+def test_a_reembed_switch_waits_for_a_document_being_written(manual):
+    from django.db import OperationalError, transaction
+
+    from knowledge.services.indexing import collection_share_lock
+    from knowledge.services.reembed import _reembed_switch
+
+    outcome: list[str] = []
+
+    def switch():
+        try:
+            with transaction.atomic():
+                with connection.cursor() as cursor:
+                    cursor.execute("SET LOCAL lock_timeout = '500ms'")
+                _reembed_switch(manual.pk, manual.embedding_model)
+            outcome.append("switched")
+        except OperationalError as exc:
+            outcome.append(f"waited: {exc}")
+        finally:
+            connection.close()
+
+    with transaction.atomic():
+        collection_share_lock(manual.pk)
+        thread = threading.Thread(target=switch)
+        thread.start()
+        thread.join(timeout=20)
+
+    assert len(outcome) == 1 and outcome[0].startswith("waited") and "lock timeout" in outcome[0]
