@@ -10,6 +10,7 @@ from mlmodels.core.augmentation import ImageAugmenter
 from mlmodels.core.conv import Conv2D, MaxPool2D
 from mlmodels.core.exceptions import (
     ConvergenceWarning,
+    DataConversionWarning,
     InvalidInput,
     MLModelsError,
     ModelFormatError,
@@ -59,6 +60,7 @@ __all__ = [
     "CNNClassifier",
     "Conv2D",
     "ConvergenceWarning",
+    "DataConversionWarning",
     "Dense",
     "Dropout",
     "Flatten",

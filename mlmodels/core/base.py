@@ -8,7 +8,7 @@ from typing import Any, ClassVar, TypeVar
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from mlmodels.core.exceptions import NotFittedError
+from mlmodels.core.exceptions import not_fitted_error
 
 _REGISTRY: dict[str, type[Component]] = {}
 
@@ -43,15 +43,35 @@ class Component:
             if p.name != "self" and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)
         ]
 
-    def get_params(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in self._param_names()}
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        """The ``__init__`` arguments; with ``deep``, also those of nested components as ``name__param``."""
+        params: dict[str, Any] = {}
+        for name in self._param_names():
+            value = getattr(self, name)
+            params[name] = value
+            if deep and hasattr(value, "get_params") and not isinstance(value, type):
+                params.update((f"{name}__{key}", item) for key, item in value.get_params(deep=True).items())
+        return params
 
     def set_params(self: C, **params: Any) -> C:
+        """Set ``__init__`` arguments, and those of nested components as ``name__param``."""
         valid = set(self._param_names())
+        nested: dict[str, dict[str, Any]] = {}
         for key, value in params.items():
-            if key not in valid:
-                raise ValueError(f"{type(self).__name__} has no parameter {key!r}")
-            setattr(self, key, value)
+            name, separator, inner = key.partition("__")
+            if name not in valid:
+                raise ValueError(
+                    f"{type(self).__name__} has no parameter {name!r}; valid parameters are {sorted(valid)}"
+                )
+            if separator:
+                nested.setdefault(name, {})[inner] = value
+            else:
+                setattr(self, name, value)
+        for name, inner_params in nested.items():
+            component = getattr(self, name)
+            if not hasattr(component, "set_params"):
+                raise ValueError(f"parameter {name!r} of {type(self).__name__} has no parameters of its own")
+            component.set_params(**inner_params)
         return self
 
     def _get_state(self) -> dict[str, Any]:
@@ -69,7 +89,7 @@ class Component:
             if p.default is not p.empty
         }
         shown = []
-        for key, value in self.get_params().items():
+        for key, value in self.get_params(deep=False).items():
             default = defaults.get(key, inspect.Parameter.empty)
             if default is inspect.Parameter.empty or not _same(value, default):
                 shown.append(f"{key}={value!r}")
@@ -93,20 +113,59 @@ def registered_class(name: str) -> type[Component]:
 
 
 class BaseEstimator(Component):
-    """Estimators: ``fit`` returns ``self`` and sets attributes ending in ``_``."""
+    """Estimators: ``fit`` returns ``self`` and sets attributes ending in ``_``.
+
+    scikit-learn's tools (``clone``, ``Pipeline``, ``GridSearchCV``, ``cross_val_score``, the estimator
+    checks) use them through ``get_params``/``set_params`` and ``__sklearn_tags__``. scikit-learn is a test
+    dependency only: ``__sklearn_tags__`` imports it, but only scikit-learn ever calls that method, so
+    it is already loaded when it runs; nothing else in the core touches it.
+    """
 
     def _check_is_fitted(self, attribute: str) -> None:
         if not hasattr(self, attribute):
-            raise NotFittedError(f"this {type(self).__name__} is not fitted yet; call fit first")
+            raise not_fitted_error(
+                f"This {type(self).__name__} instance is not fitted yet. Call 'fit' with appropriate "
+                "arguments before using this estimator."
+            )
+
+    def __sklearn_tags__(self) -> Any:
+        from sklearn.utils import InputTags, Tags, TargetTags
+
+        return Tags(
+            estimator_type=None,
+            target_tags=TargetTags(required=False),
+            transformer_tags=None,
+            regressor_tags=None,
+            classifier_tags=None,
+            input_tags=InputTags(),
+        )
 
 
 class TransformerMixin:
     def fit_transform(self, X: Any, y: ArrayLike | None = None) -> Any:
         return self.fit(X, y).transform(X)  # type: ignore[attr-defined]
 
+    def __sklearn_tags__(self) -> Any:
+        from sklearn.utils import TransformerTags
+
+        tags = super().__sklearn_tags__()  # type: ignore[misc]
+        tags.transformer_tags = TransformerTags()
+        return tags
+
 
 class ClassifierMixin:
-    def score(self, X: Any, y: ArrayLike) -> float:
-        """Mean accuracy of ``predict(X)`` against ``y``."""
+    def score(self, X: Any, y: ArrayLike, sample_weight: ArrayLike | None = None) -> float:
+        """Mean accuracy of ``predict(X)`` against ``y`` (weighted by ``sample_weight`` if given)."""
         predictions: NDArray[Any] = self.predict(X)  # type: ignore[attr-defined]
-        return float(np.mean(predictions == np.asarray(y)))
+        correct = predictions == np.asarray(y).reshape(predictions.shape)
+        weights = None if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
+        return float(np.average(correct, weights=weights))
+
+    def __sklearn_tags__(self) -> Any:
+        from sklearn.utils import ClassifierTags
+
+        tags = super().__sklearn_tags__()  # type: ignore[misc]
+        tags.estimator_type = "classifier"
+        tags.classifier_tags = ClassifierTags()
+        tags.target_tags.required = True
+        return tags

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
 
 
@@ -9,8 +10,35 @@ class MLModelsError(Exception):
     """Base class of every error the mlmodels core raises on purpose."""
 
 
-class NotFittedError(MLModelsError, ValueError):
-    """An estimator was used for prediction or saving before ``fit``."""
+class NotFittedError(MLModelsError, ValueError, AttributeError):
+    """An estimator was used for prediction or saving before ``fit``.
+
+    A ``ValueError`` and an ``AttributeError``, like scikit-learn's ``NotFittedError``. When scikit-learn
+    is loaded in the process, :func:`not_fitted_error` raises a subclass of both classes, so
+    ``except sklearn.exceptions.NotFittedError`` catches it too.
+    """
+
+
+def not_fitted_error(message: str) -> NotFittedError:
+    """A :class:`NotFittedError`, also an instance of scikit-learn's when scikit-learn is already imported.
+
+    scikit-learn is never imported here: it is looked up in ``sys.modules``, so a process that does not
+    use it (the web and worker processes) never loads it.
+    """
+    sklearn_exceptions = sys.modules.get("sklearn.exceptions")
+    sklearn_error = getattr(sklearn_exceptions, "NotFittedError", None)
+    if isinstance(sklearn_error, type) and issubclass(sklearn_error, Exception):
+        bridged = _BRIDGED.get(sklearn_error)
+        if bridged is None:
+            bridged = _BRIDGED.setdefault(
+                sklearn_error,
+                type("NotFittedError", (NotFittedError, sklearn_error), {"__module__": __name__}),
+            )
+        return bridged(message)
+    return NotFittedError(message)
+
+
+_BRIDGED: dict[type[Exception], type[NotFittedError]] = {}
 
 
 class InvalidInput(MLModelsError, ValueError):
@@ -32,3 +60,7 @@ class ModelFormatError(MLModelsError, ValueError):
 
 class ConvergenceWarning(UserWarning):
     """An iterative solver stopped at ``max_iter`` before meeting its tolerance."""
+
+
+class DataConversionWarning(UserWarning):
+    """Input was accepted in a shape that had to be converted (a column-vector ``y``), as scikit-learn warns."""

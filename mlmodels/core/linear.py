@@ -20,6 +20,7 @@ from numpy.typing import ArrayLike, NDArray
 from mlmodels.core.base import BaseEstimator, ClassifierMixin
 from mlmodels.core.exceptions import ConvergenceWarning
 from mlmodels.core.lbfgs import minimize_lbfgs
+from mlmodels.core.validation import check_array, check_classification_targets, check_n_features
 
 Penalty = Literal["l2", "l1", "elasticnet"] | None
 Solver = Literal["auto", "newton-cholesky", "lbfgs", "gd", "fista"]
@@ -62,13 +63,11 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
 
     # ----------------------------------------------------------------------------------------- fitting
     def fit(self, X: ArrayLike, y: ArrayLike, sample_weight: ArrayLike | None = None) -> LogisticRegression:
-        data = _check_X(X)
-        labels = np.asarray(y)
-        if labels.ndim != 1 or labels.shape[0] != data.shape[0]:
-            raise ValueError(f"y must be 1-D with {data.shape[0]} labels, got shape {labels.shape}")
+        data = check_array(X, estimator=self)
+        labels = check_classification_targets(y, data.shape[0])
         classes, codes = np.unique(labels, return_inverse=True)
         if classes.shape[0] < 2:
-            raise ValueError("y needs at least two classes")
+            raise ValueError(f"y has {classes.shape[0]} class; a classifier needs at least two")
         l1, l2 = self._penalty_weights()
         weights = self._sample_weights(classes, codes, sample_weight)
         solver = self._resolve_solver(classes.shape[0], data.shape[1], l1)
@@ -162,9 +161,8 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
     def decision_function(self, X: ArrayLike) -> F64:
         """Log-odds of the positive class (binary) or one score per class (multinomial)."""
         self._check_is_fitted("coef_")
-        data = _check_X(X)
-        if data.shape[1] != self.n_features_in_:
-            raise ValueError(f"X has {data.shape[1]} features, the model was fitted on {self.n_features_in_}")
+        data = check_array(X, estimator=self)
+        check_n_features(self, data)
         scores = data @ self.coef_.T + self.intercept_
         return scores[:, 0] if scores.shape[1] == 1 else scores
 
@@ -182,15 +180,6 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
         index = (scores > 0).astype(np.intp) if scores.ndim == 1 else np.argmax(scores, axis=1)
         predicted: NDArray[Any] = classes[index]
         return predicted
-
-
-def _check_X(X: ArrayLike) -> F64:
-    data = np.asarray(X, dtype=np.float64)
-    if data.ndim != 2:
-        raise ValueError(f"X must be two-dimensional, got shape {data.shape}")
-    if not np.all(np.isfinite(data)):
-        raise ValueError("X contains NaN or infinity; impute or drop those values first")
-    return data
 
 
 def _sigmoid(z: F64) -> F64:

@@ -30,6 +30,7 @@ from mlmodels.core.losses import SoftmaxCrossEntropy, log_softmax, softmax
 from mlmodels.core.model_selection import train_test_split_indices
 from mlmodels.core.network import Sequential
 from mlmodels.core.optimizers import SGD, Adam, Optimizer, ScheduleName, scheduled_learning_rate
+from mlmodels.core.validation import check_array, check_classification_targets
 
 ProgressCallback = Callable[[int, int, Mapping[str, float]], None]
 Activation = Literal["relu", "tanh", "gelu"]
@@ -39,8 +40,10 @@ class NeuralNetClassifier(ClassifierMixin, BaseEstimator):
     """Softmax classifier trained by mini-batch SGD/Adam over any stack of :mod:`layers <mlmodels.core.layers>`.
 
     ``layers`` must end with a ``Dense`` layer with one unit per class; it is deep-copied in ``fit`` so
-    the constructor argument is never modified. Inputs are reshaped to ``(n, *input_shape)``
-    (``input_shape=None`` keeps rows flat). With ``normalize_inputs`` a single mean and standard deviation
+    the constructor argument is never modified. ``X`` is validated as scikit-learn validates it (finite,
+    real, 2-D or already ``(n, *input_shape)``, at least one feature) and each row reshaped to
+    ``input_shape`` (``input_shape=None`` keeps rows flat); ``y`` must hold class labels, not continuous
+    values. With ``normalize_inputs`` a single mean and standard deviation
     of the training inputs are learned and applied before the network (after augmentation).
 
     Validation: ``fit(..., validation_data=(X, y))``, or with ``early_stopping`` a stratified
@@ -117,7 +120,7 @@ class NeuralNetClassifier(ClassifierMixin, BaseEstimator):
         self.dtype = dtype
 
     # ------------------------------------------------------------------------------ architecture
-    def _make_layers(self, n_classes: int) -> list[Layer]:
+    def _make_layers(self, n_classes: int, input_shape: tuple[int, ...]) -> list[Layer]:
         return copy.deepcopy(list(self.layers))
 
     # ----------------------------------------------------------------------------------- fitting
@@ -131,22 +134,21 @@ class NeuralNetClassifier(ClassifierMixin, BaseEstimator):
     ) -> NeuralNetClassifier:
         """Train from scratch; ``progress(epoch, max_epochs, history_row)`` is called after every epoch."""
         dtype = np.dtype(self.dtype)
-        labels = np.asarray(y)
-        if labels.ndim != 1:
-            raise ValueError(f"y must be one-dimensional, got shape {labels.shape}")
-        inputs = self._reshape(np.asarray(X), dtype)
-        if inputs.shape[0] != labels.shape[0]:
-            raise ValueError(f"X has {inputs.shape[0]} rows but y has {labels.shape[0]}")
+        inputs = self._reshape(X, dtype)
+        labels = check_classification_targets(y, inputs.shape[0])
         classes, codes = np.unique(labels, return_inverse=True)
         if classes.shape[0] < 2:
-            raise ValueError("y needs at least two classes")
+            raise ValueError(f"y has {classes.shape[0]} class; a classifier needs at least two")
+        n_features = int(np.prod(inputs.shape[1:]))
         init_rng, shuffle_rng, augment_rng, split_rng = np.random.default_rng(self.random_state).spawn(4)
 
         val_inputs: Array | None = None
         val_codes: NDArray[np.intp] | None = None
         if validation_data is not None:
-            val_inputs = self._reshape(np.asarray(validation_data[0]), dtype)
-            val_codes = _encode(np.asarray(validation_data[1]), classes)
+            val_inputs = self._reshape(validation_data[0], dtype, example_shape=inputs.shape[1:])
+            val_codes = _encode(
+                check_classification_targets(validation_data[1], val_inputs.shape[0]), classes
+            )
         elif self.early_stopping:
             seed = int(split_rng.integers(2**63))
             train_idx, val_idx = train_test_split_indices(
@@ -156,12 +158,13 @@ class NeuralNetClassifier(ClassifierMixin, BaseEstimator):
             inputs, codes = inputs[train_idx], codes[train_idx]
 
         self.classes_ = classes
+        self.n_features_in_ = n_features
         if self.normalize_inputs:
             self.input_mean_ = float(inputs.mean(dtype=np.float64))
             self.input_std_ = float(inputs.std(dtype=np.float64)) or 1.0
         else:
             self.input_mean_, self.input_std_ = 0.0, 1.0
-        network = Sequential(self._make_layers(classes.shape[0]))
+        network = Sequential(self._make_layers(classes.shape[0], inputs.shape[1:]))
         output_shape = network.build(inputs.shape[1:], rng=init_rng, dtype=dtype)
         if output_shape != (classes.shape[0],):
             raise ValueError(f"the network outputs {output_shape}, expected ({classes.shape[0]},) logits")
@@ -261,16 +264,26 @@ class NeuralNetClassifier(ClassifierMixin, BaseEstimator):
             min_factor=self.min_lr_factor,
         )
 
-    def _reshape(self, X: NDArray[Any], dtype: np.dtype[Any]) -> Array:
-        if X.ndim < 1 or X.shape[0] == 0:
-            raise ValueError("X must hold at least one example")
-        shape = (X.shape[0], -1) if self.input_shape is None else (X.shape[0], *self.input_shape)
-        try:
-            return np.ascontiguousarray(X.reshape(shape), dtype=dtype)
-        except ValueError:
+    def _example_shape(self, n_features: int) -> tuple[int, ...]:
+        """The shape one flattened example of ``n_features`` values is read as."""
+        return tuple(self.input_shape) if self.input_shape is not None else (n_features,)
+
+    def _reshape(
+        self, X: ArrayLike, dtype: np.dtype[Any], *, example_shape: tuple[int, ...] | None = None
+    ) -> Array:
+        """``X`` validated (:func:`check_array`) and read as examples of ``example_shape``.
+
+        ``X`` is 2-D (one flattened example per row) or already ``(n, *input_shape)``.
+        """
+        data = check_array(X, dtype=dtype, estimator=self, allow_nd=self.input_shape is not None)
+        n_features = int(np.prod(data.shape[1:]))
+        shape = example_shape if example_shape is not None else self._example_shape(n_features)
+        if data.shape[1:] != tuple(shape) and n_features != int(np.prod(shape)):
             raise ValueError(
-                f"X of shape {X.shape} cannot be read as examples of shape {self.input_shape}"
-            ) from None
+                f"X has {n_features} features, but {type(self).__name__} is expecting "
+                f"{int(np.prod(shape))} features as input (examples of shape {tuple(shape)})."
+            )
+        return np.ascontiguousarray(data.reshape((data.shape[0], *shape)))
 
     def _normalize(self, batch: Array) -> Array:
         if self.input_mean_ == 0.0 and self.input_std_ == 1.0:
@@ -288,20 +301,29 @@ class NeuralNetClassifier(ClassifierMixin, BaseEstimator):
         ]
         return np.concatenate(outputs)
 
-    def decision_function(self, X: ArrayLike) -> Array:
-        """Logits, one column per entry of ``classes_``."""
+    def _predict_logits(self, X: ArrayLike) -> Array:
         self._check_is_fitted("network_")
-        inputs = self._reshape(np.asarray(X), np.dtype(self.network_.layers[0].dtype_))
-        expected = tuple(self.network_.input_shape_)
-        if inputs.shape[1:] != expected:
-            raise ValueError(f"X rows have shape {inputs.shape[1:]}, the model expects {expected}")
-        return self._logits(inputs)
+        return self._logits(
+            self._reshape(
+                X, np.dtype(self.network_.layers[0].dtype_), example_shape=tuple(self.network_.input_shape_)
+            )
+        )
+
+    def decision_function(self, X: ArrayLike) -> Array:
+        """Logits, one column per entry of ``classes_``; for two classes, the log-odds of ``classes_[1]``
+        (shape ``(n,)``, as scikit-learn's classifiers return)."""
+        logits = self._predict_logits(X)
+        if logits.shape[1] == 2:
+            difference: Array = logits[:, 1] - logits[:, 0]
+            return difference
+        return logits
 
     def predict_proba(self, X: ArrayLike) -> Array:
-        return softmax(self.decision_function(X))
+        return softmax(self._predict_logits(X))
 
     def predict(self, X: ArrayLike) -> NDArray[Any]:
-        predicted: NDArray[Any] = self.classes_[np.argmax(self.decision_function(X), axis=1)]
+        logits = self._predict_logits(X)
+        predicted: NDArray[Any] = self.classes_[np.argmax(logits, axis=1)]
         return predicted
 
 
@@ -380,10 +402,10 @@ class MLPClassifier(NeuralNetClassifier):
         self.random_state = random_state
         self.dtype = dtype
 
-    def _make_layers(self, n_classes: int) -> list[Layer]:
+    def _make_layers(self, n_classes: int, input_shape: tuple[int, ...]) -> list[Layer]:
         init: Init = "glorot" if self.activation == "tanh" else "he"
         layers: list[Layer] = []
-        if len(self.input_shape or ()) > 1:
+        if len(input_shape) > 1:
             layers.append(Flatten())
         if self.input_dropout:
             layers.append(Dropout(self.input_dropout))
@@ -401,7 +423,12 @@ class MLPClassifier(NeuralNetClassifier):
 class CNNClassifier(NeuralNetClassifier):
     """Convolutional network for images (NHWC, ``input_shape=(H, W, C)``).
 
-    Each block is ``Conv2D(same padding) MaxPool2D(2) [BatchNorm2D] ReLU``. Pooling straight after the
+    Flattened images (one row of ``H * W * C`` values per image) are read with ``input_shape``; with
+    ``input_shape=None`` each row of ``d`` values is a one-pixel-high strip ``(1, d, 1)``, which lets
+    the CNN run on any tabular ``X`` (scikit-learn's estimator checks do that).
+
+    Each block is ``Conv2D(same padding) MaxPool2D(2) [BatchNorm2D] ReLU``, the pooling window narrowed
+    to one pixel along a side that is already one pixel wide. Pooling straight after the
     convolution means normalization and ReLU touch a quarter of the values: on two CPU cores these
     elementwise passes cost as much as the convolutions. (ReLU commutes with max-pooling exactly; batch
     norm with positive scale nearly, its statistics being taken over pooled values.) Then
@@ -477,11 +504,19 @@ class CNNClassifier(NeuralNetClassifier):
         self.random_state = random_state
         self.dtype = dtype
 
-    def _make_layers(self, n_classes: int) -> list[Layer]:
+    def _example_shape(self, n_features: int) -> tuple[int, ...]:
+        # Without an input shape a row of n features is a one-pixel-high, single-channel strip.
+        return tuple(self.input_shape) if self.input_shape is not None else (1, n_features, 1)
+
+    def _make_layers(self, n_classes: int, input_shape: tuple[int, ...]) -> list[Layer]:
         layers: list[Layer] = []
+        height, width = input_shape[0], input_shape[1]
         for channels in self.conv_channels:
             layers.append(Conv2D(channels, self.kernel_size, padding="same", use_bias=not self.batch_norm))
-            layers.append(MaxPool2D(2))
+            # 2x2 pooling, narrowed to 1 along a side already down to one pixel (a strip, a tiny map).
+            pool = (min(2, height), min(2, width))
+            layers.append(MaxPool2D(pool))
+            height, width = height // pool[0], width // pool[1]
             if self.batch_norm:
                 layers.append(BatchNorm2D())
             layers.append(ReLU())

@@ -107,7 +107,7 @@ def _encode(value: Any, arrays: dict[str, NDArray[Any]]) -> Any:
         return {
             "__kind__": "component",
             "class": type(value)._registry_name,
-            "params": {k: _encode(v, arrays) for k, v in value.get_params().items()},
+            "params": {k: _encode(v, arrays) for k, v in value.get_params(deep=False).items()},
             "state": {k: _encode(v, arrays) for k, v in value._get_state().items()},
         }
     raise TypeError(f"cannot save a value of type {type(value).__name__}")

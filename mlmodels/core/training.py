@@ -85,7 +85,7 @@ def hyperparameters_of(model: Component) -> dict[str, Any]:
         if isinstance(value, Component):
             return {
                 "class": type(value).__name__,
-                "params": {k: plain(v) for k, v in value.get_params().items()},
+                "params": {k: plain(v) for k, v in value.get_params(deep=False).items()},
             }
         if isinstance(value, (list, tuple)):
             return [plain(v) for v in value]
@@ -95,7 +95,7 @@ def hyperparameters_of(model: Component) -> dict[str, Any]:
             return value.item()
         return value
 
-    return {k: plain(v) for k, v in model.get_params().items()}
+    return {k: plain(v) for k, v in model.get_params(deep=False).items()}
 
 
 # ----------------------------------------------------------------------------------------- Titanic

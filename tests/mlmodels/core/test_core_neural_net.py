@@ -344,7 +344,7 @@ def test_input_shape_mismatch_is_reported() -> None:
     X, y = xor_data(100)
     model = MLPClassifier((4,), max_epochs=1, random_state=0).fit(X, y)
 
-    with pytest.raises(ValueError, match="expects"):
+    with pytest.raises(ValueError, match="X has 3 features, but MLPClassifier is expecting 2 features"):
         model.predict(np.zeros((2, 3)))
 
 
