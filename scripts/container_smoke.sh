@@ -93,7 +93,7 @@ cleanup() {
 trap cleanup EXIT
 
 # JSON fields out of a response, with the host's python3: json_get FILE EXPRESSION (on `d`, the parsed body).
-json_get() { python3 -c "import json, sys; d = json.load(open(sys.argv[1])); print($2)" "$1"; }
+json_get() { python3 -c "import json, sys; from datetime import datetime; d = json.load(open(sys.argv[1])); print($2)" "$1"; }
 
 http() { # http METHOD PATH [JSON]: the status on stdout, the body in $body_file
   local method=$1 path=$2 data=${3:-}
@@ -170,7 +170,6 @@ else
 fi
 
 if [ "$build_only" = 1 ]; then
-  printf '%s\n' "${timings[@]}"
   [ "$failures" -eq 0 ] || exit 1
   exit 0
 fi
@@ -252,6 +251,8 @@ done
 chunks=$(json_get "$body_file" "sum(x['chunk_count'] for x in d['results'])" 2>/dev/null || echo 0)
 if [ "$ready" -ge "$demo_count" ]; then
   timing "demo embedded after start" "$(elapsed_since "$step")"
+  # The worker's own part: from the first document added to the last one indexed.
+  timing "demo indexing by the worker" "$(json_get "$body_file" "round(max(datetime.fromisoformat(x['indexed_at']) for x in d['results']).timestamp() - min(datetime.fromisoformat(x['created_at']) for x in d['results']).timestamp())")"
   ok "the worker embedded the demo: $ready of $demo_count documents READY, $chunks chunks"
 else
   fail "the worker embedded the demo: $ready of $demo_count documents READY"
