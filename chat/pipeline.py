@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from django.conf import settings
+from django.db import connection
 
 from chat import extractive, prompts
 from chat.citations import CitationFilter, check_citations
@@ -123,6 +124,15 @@ def rewrite_by_rule(*, question: str, history: Sequence[tuple[str, str]]) -> str
     if previous and (len(question.split()) <= 4 or _FOLLOW_UP.search(question)):
         return f"{previous} {question}"
     return question
+
+
+def release_connection() -> None:
+    """Give this thread's database connection back to the pool before a long wait without queries (the language
+    model, the extractive answerer): a question then holds one of the process's few pooled connections only while
+    it queries, not for its whole run. The next query takes one again. Without a pool, or inside a transaction,
+    the connection is kept (closing would only cost a reconnect)."""
+    if getattr(connection, "pool", None) is not None and not connection.in_atomic_block:
+        connection.close()
 
 
 def build_sources(hits: list[SearchHit], *, token_budget: int, count_tokens: Any) -> list[SourceRef]:
@@ -249,6 +259,8 @@ def answer(
     trace: dict[str, Any] = {"question": question, "timings": timings}
 
     stage = time.perf_counter()
+    if model is not None and history:
+        release_connection()  # the rewrite waits for the language model
     rewritten = rewrite_question(question=question, history=history, model=model)
     timings["rewrite"] = time.perf_counter() - stage
     trace["rewritten_question"] = rewritten
@@ -300,6 +312,7 @@ def answer(
         token_budget=settings.CHAT_CONTEXT_TOKENS if model is not None else extractive.READ_TOKENS,
         count_tokens=embedder.tokenizer.count,
     )
+    release_connection()  # what follows waits for the language model or computes the extractive answer
 
     stage = time.perf_counter()
     if model is None:

@@ -268,6 +268,57 @@ def test_a_megabyte_chunk_with_a_token_count_of_one_is_cut_and_budgeted_by_its_l
     assert len(pipeline.build_sources(hits, token_budget=1000, count_tokens=lambda text: 1)) == 1
 
 
+class PooledConnection:
+    """Stands for a pooled connection: records when the pipeline gives it back."""
+
+    pool = object()
+    in_atomic_block = False
+
+    def __init__(self):
+        self.released = 0
+
+    def close(self):
+        self.released += 1
+
+
+def test_the_connection_goes_back_to_the_pool_before_each_wait_for_the_language_model(
+    manual, llm_server, monkeypatch
+):
+    pooled = PooledConnection()
+    monkeypatch.setattr(pipeline, "connection", pooled)
+    released_when_called = []
+
+    def responder(messages):
+        released_when_called.append(pooled.released)
+        return (
+            "Standalone: restoring a dump"
+            if "Standalone question:" in messages[-1]["content"]
+            else "Use pg_restore [1]."
+        )
+
+    llm_server.responder = responder
+
+    _, answer = run(
+        "And how do I restore it?",
+        [manual],
+        history=[("user", "How do I back up?"), ("assistant", "pg_dump.")],
+    )
+
+    assert answer.outcome == "answered"
+    assert released_when_called == [1, 2]  # before the rewrite, and again before the answer
+
+
+def test_the_connection_is_kept_inside_a_transaction_or_without_a_pool(manual, monkeypatch):
+    pooled = PooledConnection()
+    pooled.in_atomic_block = True
+    monkeypatch.setattr(pipeline, "connection", pooled)
+    run("How do I take a backup?", [manual], use_llm=False)
+    pooled.in_atomic_block, pooled.pool = False, None
+    run("How do I take a backup?", [manual], use_llm=False)
+
+    assert pooled.released == 0
+
+
 def test_llm_error_is_a_domain_error_with_a_kind():
     error = LLMError("x", kind="timeout")
 
