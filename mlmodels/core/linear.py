@@ -23,7 +23,10 @@ from mlmodels.core.lbfgs import minimize_lbfgs
 from mlmodels.core.validation import check_array, check_classification_targets, check_n_features
 
 Penalty = Literal["l2", "l1", "elasticnet"] | None
-Solver = Literal["auto", "newton-cholesky", "lbfgs", "gd", "fista"]
+Solver = Literal["auto", "newton-cholesky", "newton-cd", "lbfgs", "gd", "fista"]
+# Proximal Newton builds the Hessian of every parameter (p x p, and k^2 d x d products of the data); past
+# this many parameters "auto" uses FISTA for L1, whose iterations cost one pass over the data.
+NEWTON_CD_MAX_PARAMETERS = 600
 F64 = NDArray[np.float64]
 
 
@@ -31,13 +34,17 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
     """Binary or multinomial logistic regression.
 
     Solvers: ``"newton-cholesky"`` (Newton's method with exact Hessian solves, i.e. IRLS; binary, L2 or
-    none), ``"lbfgs"`` (quasi-Newton), ``"gd"`` (gradient descent with Armijo backtracking) and
-    ``"fista"`` (accelerated proximal gradient with adaptive restart, the solver for L1 and elastic-net).
+    none), ``"newton-cd"`` (proximal Newton for L1 and elastic net: each step minimizes the quadratic
+    model plus the L1 term by coordinate descent, then backtracks on the true objective, as in
+    liblinear's newGLMNET), ``"lbfgs"`` (quasi-Newton), ``"gd"`` (gradient descent with Armijo
+    backtracking) and ``"fista"`` (accelerated proximal gradient with adaptive restart).
     ``"auto"`` picks Newton for binary smooth problems with up to 500 features, L-BFGS for other smooth
-    problems and FISTA when the penalty has an L1 part.
+    problems, and for a penalty with an L1 part proximal Newton up to ``NEWTON_CD_MAX_PARAMETERS``
+    parameters (it converges in a few steps however badly the features are scaled or correlated,
+    where FISTA's first-order steps crawl), FISTA beyond.
 
-    ``tol`` bounds the largest gradient component (the proximal-gradient step for FISTA) of the
-    objective divided by ``C * sum(weights)``.
+    ``tol`` bounds the largest gradient component (for L1: of the minimum-norm subgradient; for FISTA:
+    of the proximal-gradient step) of the objective divided by ``C * sum(weights)``.
     """
 
     def __init__(
@@ -90,6 +97,8 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
             theta, n_iter, converged, curve = result.x, result.n_iter, result.converged, result.history
         elif solver == "gd":
             theta, n_iter, converged, curve = _gradient_descent(problem, theta0, self.tol, self.max_iter)
+        elif solver == "newton-cd":
+            theta, n_iter, converged, curve = _newton_cd(problem, theta0, self.tol, self.max_iter)
         else:
             theta, n_iter, converged, curve = _fista(problem, theta0, self.tol, self.max_iter)
         if not converged:
@@ -145,13 +154,16 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
         solver = self.solver
         if solver == "auto":
             if l1 > 0:
-                return "fista"
+                k = 1 if n_classes == 2 else n_classes
+                n_parameters = (n_features + int(self.fit_intercept)) * k
+                return "newton-cd" if n_parameters <= NEWTON_CD_MAX_PARAMETERS else "fista"
             return "newton-cholesky" if n_classes == 2 and n_features <= 500 else "lbfgs"
-        if solver not in ("newton-cholesky", "lbfgs", "gd", "fista"):
+        if solver not in ("newton-cholesky", "newton-cd", "lbfgs", "gd", "fista"):
             raise ValueError(f"unknown solver {solver!r}")
-        if l1 > 0 and solver != "fista":
+        if l1 > 0 and solver not in ("fista", "newton-cd"):
             raise ValueError(
-                f"solver {solver!r} needs a smooth objective; use solver='fista' for {self.penalty}"
+                f"solver {solver!r} needs a smooth objective; use solver='newton-cd' or 'fista' for "
+                f"{self.penalty}"
             )
         if solver == "newton-cholesky" and n_classes != 2:
             raise ValueError("newton-cholesky handles binary problems; use lbfgs for multinomial")
@@ -289,10 +301,35 @@ class _Problem:
         smooth = self.data_loss(self.scores(theta)) + 0.5 * self.l2 * float(np.sum(W * W))
         return smooth + self.l1 * float(np.abs(W).sum())
 
+    def design(self) -> F64:
+        return np.column_stack([self.X, np.ones(self.n)]) if self.fit_intercept else self.X
+
+    def hessian(self, theta: F64) -> F64:
+        """Hessian of the smooth part, in the order of ``theta`` (index ``j * k + c`` for feature ``j``,
+        class ``c``, the intercepts being feature ``d``)."""
+        design = self.design()
+        Z = self.scores(theta)
+        m = design.shape[1]
+        if self.k == 1:
+            p = _sigmoid(Z[:, 0])
+            H: F64 = (design.T * (self.s * p * (1.0 - p))) @ design
+        else:
+            P = _softmax(Z)
+            H = np.empty((m, self.k, m, self.k))
+            for c in range(self.k):
+                for c2 in range(c, self.k):
+                    curvature = self.s * P[:, c] * ((1.0 if c == c2 else 0.0) - P[:, c2])
+                    block = (design.T * curvature) @ design
+                    H[:, c, :, c2] = block
+                    H[:, c2, :, c] = block.T
+            H = H.reshape(m * self.k, m * self.k)
+        n_weights = self.d * self.k
+        H[np.arange(n_weights), np.arange(n_weights)] += self.l2
+        return H
+
     def lipschitz_bound(self) -> float:
         """Upper bound on the smooth part's gradient Lipschitz constant."""
-        design = np.column_stack([self.X, np.ones(self.n)]) if self.fit_intercept else self.X
-        weighted = design * np.sqrt(self.s)[:, None]
+        weighted = self.design() * np.sqrt(self.s)[:, None]
         top = float(np.linalg.norm(weighted, 2)) ** 2
         curvature = 0.25 if self.k == 1 else 0.5  # bounds on the largest eigenvalue of the loss Hessian
         return curvature * top + self.l2
@@ -361,6 +398,115 @@ def _gradient_descent(
         curve.append(value)
         step *= 2.0
     return theta, max_iter, bool(np.max(np.abs(grad)) <= tol), curve
+
+
+def _subgradient_size(theta: F64, grad: F64, l1: float, n_weights: int) -> float:
+    """Largest component of the minimum-norm subgradient of smooth part + L1: zero exactly at the optimum."""
+    g = grad.copy()
+    w, gw = theta[:n_weights], grad[:n_weights]
+    g[:n_weights] = np.where(w != 0, gw + l1 * np.sign(w), np.sign(gw) * np.maximum(np.abs(gw) - l1, 0.0))
+    return float(np.max(np.abs(g))) if g.size else 0.0
+
+
+def _newton_cd(
+    problem: _Problem, theta: F64, tol: float, max_iter: int
+) -> tuple[F64, int, bool, list[float]]:
+    """Proximal Newton for L1/elastic net (newGLMNET: Yuan, Ho & Lin 2012, the solver inside liblinear).
+
+    Each step minimizes the second-order model of the smooth part plus the exact L1 term by cyclic
+    coordinate descent (soft-thresholding each weight in turn; intercepts unpenalized), then backtracks
+    along that direction until the true objective decreases enough (Armijo on the model's predicted
+    decrease). Coordinate descent on the model is invariant to how each feature is scaled, and the
+    Newton steps converge in a handful of iterations where first-order methods need thousands on
+    unscaled, correlated features.
+    """
+    n_weights = problem.d * problem.k
+    l1 = problem.l1
+    value = problem.value(theta)
+    curve = [value]
+    for iteration in range(1, max_iter + 1):
+        _, grad = problem.smooth_value_and_grad(theta)
+        size = _subgradient_size(theta, grad, l1, n_weights)
+        if size <= tol:
+            return theta, iteration - 1, True, curve
+        H = problem.hessian(theta)
+        delta = _model_minimizer(theta, grad, H, l1, n_weights)
+        w, step_w = theta[:n_weights], delta[:n_weights]
+        predicted = float(grad @ delta) + l1 * float(np.abs(w + step_w).sum() - np.abs(w).sum())
+        if not predicted < 0:
+            # The model cannot improve on theta: only round-off separates it from the optimum.
+            return theta, iteration, bool(size <= tol), curve
+        alpha = 1.0
+        while True:
+            candidate = theta + alpha * delta
+            new_value = problem.value(candidate)
+            if new_value <= value + 1e-4 * alpha * predicted:
+                break
+            alpha *= 0.5
+            if alpha < 1e-12:
+                return theta, iteration, False, curve
+        theta, value = candidate, new_value
+        curve.append(value)
+    _, grad = problem.smooth_value_and_grad(theta)
+    return theta, max_iter, _subgradient_size(theta, grad, l1, n_weights) <= tol, curve
+
+
+def _model_minimizer(theta: F64, grad: F64, H: F64, l1: float, n_weights: int, *, sweeps: int = 5) -> F64:
+    """``delta`` minimizing the model ``grad @ delta + delta @ H @ delta / 2 + l1 * |w + delta_w|_1``.
+
+    A few sweeps of cyclic coordinate descent (soft-thresholding each weight) find which weights are
+    non-zero; then an active-set loop solves the model exactly: a Newton solve on the non-zero weights
+    and the intercepts with their signs fixed, stopped where a weight would cross zero (it leaves), and
+    a coordinate step for any zero weight whose model gradient exceeds ``l1`` (it enters). Coordinate
+    descent alone crawls on correlated features (the rate is the squared correlation per sweep); the
+    exact solve does not care.
+    """
+    size = theta.shape[0]
+    penalized = np.arange(size) < n_weights
+    diagonal = np.maximum(np.diagonal(H).copy(), 1e-300)
+    u = theta.copy()
+    residual = grad.copy()  # the model's smooth gradient at u: grad + H (u - theta)
+
+    def coordinate_step(j: int) -> None:
+        a = diagonal[j]
+        z = u[j] - residual[j] / a
+        target = np.sign(z) * max(abs(z) - l1 / a, 0.0) if penalized[j] else z
+        change = target - u[j]
+        if change != 0.0:
+            u[j] = target
+            residual[:] += change * H[j]
+
+    for _ in range(sweeps):
+        for j in range(size):
+            coordinate_step(j)
+    for _ in range(4 * size + 20):
+        free = ~penalized | (u != 0.0)
+        signs = np.where(penalized, np.sign(u), 0.0)
+        index = np.flatnonzero(free)
+        rhs = -(residual[index] + l1 * signs[index])
+        block = H[np.ix_(index, index)]
+        try:
+            step = np.linalg.solve(block, rhs)
+        except np.linalg.LinAlgError:
+            step = np.linalg.lstsq(block, rhs, rcond=None)[0]
+        # Ratio test: stop at the first non-zero weight that would change sign.
+        t, leaving = 1.0, -1
+        for position, j in enumerate(index.tolist()):
+            if penalized[j] and step[position] != 0.0 and np.sign(u[j] + step[position]) != np.sign(u[j]):
+                crossing = -u[j] / step[position]
+                if crossing < t:
+                    t, leaving = crossing, j
+        u[index] += t * step
+        residual[:] += H[:, index] @ (t * step)
+        if leaving >= 0:
+            u[leaving] = 0.0
+            continue
+        zero = np.flatnonzero(penalized & (u == 0.0))
+        violators = zero[np.abs(residual[zero]) > l1 * (1.0 + 1e-9) + 1e-15]
+        if violators.size == 0:
+            break
+        coordinate_step(int(violators[np.argmax(np.abs(residual[violators]))]))
+    return u - theta
 
 
 def _fista(problem: _Problem, theta: F64, tol: float, max_iter: int) -> tuple[F64, int, bool, list[float]]:

@@ -43,22 +43,108 @@ def test_l2_reaches_the_sklearn_optimum(binary_data: tuple, solver: str, C: floa
     assert model.converged_ and model.n_iter_ > 0
 
 
+@pytest.mark.parametrize("solver", ["newton-cd", "fista"])
 @pytest.mark.parametrize("C", [0.02, 0.3, 3.0])
-def test_l1_matches_sklearn_saga_and_liblinear(binary_data: tuple, C: float) -> None:
+def test_l1_matches_sklearn_saga_and_liblinear(binary_data: tuple, C: float, solver: str) -> None:
     X, y = binary_data
     saga = sklearn_fit(X, y, C=C, l1_ratio=1.0, solver="saga")
     # liblinear penalizes its intercept, so compare it on the problem without one.
     liblinear = sklearn_fit(X, y, C=C, l1_ratio=1.0, solver="liblinear", fit_intercept=False)
 
-    model = LogisticRegression(penalty="l1", C=C, tol=1e-9, max_iter=100_000).fit(X, y)
-    no_intercept = LogisticRegression(penalty="l1", C=C, tol=1e-9, max_iter=100_000, fit_intercept=False).fit(
-        X, y
-    )
+    model = LogisticRegression(penalty="l1", C=C, solver=solver, tol=1e-9, max_iter=100_000).fit(X, y)  # type: ignore[arg-type]
+    no_intercept = LogisticRegression(
+        penalty="l1",
+        C=C,
+        solver=solver,
+        tol=1e-9,
+        max_iter=100_000,
+        fit_intercept=False,  # type: ignore[arg-type]
+    ).fit(X, y)
 
     np.testing.assert_allclose(model.coef_, saga.coef_, atol=1e-4)
     np.testing.assert_allclose(model.intercept_, saga.intercept_, atol=1e-4)
     np.testing.assert_allclose(no_intercept.coef_, liblinear.coef_, atol=1e-4)
     assert np.array_equal(model.coef_ == 0, saga.coef_ == 0)
+
+
+def ill_conditioned_data() -> tuple[np.ndarray, np.ndarray]:
+    """Unscaled (column scales 1 to 0.1, means 0 to 4, none centred) with two nearly collinear columns
+    (correlation 0.999): FISTA's first-order steps crawl here, while saga at a tight tolerance still
+    reaches the optimum in a couple of seconds."""
+    rng = np.random.default_rng(0)
+    Z = rng.standard_normal((300, 6))
+    Z[:, 1] = Z[:, 0] + 0.05 * Z[:, 1]
+    X = Z * np.logspace(0, -1, 6) + np.linspace(0, 4, 6)
+    y = (Z @ rng.standard_normal(6) + 0.7 * rng.standard_normal(300) > 0).astype(int)
+    return X, y
+
+
+def sklearn_objective(model: object, X: np.ndarray, y: np.ndarray, *, C: float, l1_ratio: float) -> float:
+    """scikit-learn's objective at a fitted model's ``coef_`` and ``intercept_`` (binary)."""
+    w = model.coef_.ravel()  # type: ignore[attr-defined]
+    z = X @ w + model.intercept_[0]  # type: ignore[attr-defined]
+    loss = np.sum(np.logaddexp(0.0, z) - y * z)
+    return float(C * loss + l1_ratio * np.abs(w).sum() + 0.5 * (1 - l1_ratio) * w @ w)
+
+
+@pytest.mark.parametrize(("penalty", "l1_ratio"), [("l1", 1.0), ("elasticnet", 0.5)])
+def test_l1_and_elastic_net_reach_the_saga_optimum_at_default_settings_on_ill_conditioned_data(
+    penalty: str, l1_ratio: float
+) -> None:
+    X, y = ill_conditioned_data()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        saga = SklearnLogisticRegression(
+            l1_ratio=l1_ratio, C=1.0, solver="saga", tol=1e-10, max_iter=100_000
+        ).fit(X, y)
+    reference = sklearn_objective(saga, X, y, C=1.0, l1_ratio=l1_ratio)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        model = LogisticRegression(penalty=penalty, l1_ratio=l1_ratio).fit(X, y)  # type: ignore[arg-type]
+    gap = (sklearn_objective(model, X, y, C=1.0, l1_ratio=l1_ratio) - reference) / reference
+
+    assert saga.n_iter_[0] < 100_000  # saga converged: its objective is the optimum to compare with
+    assert abs(gap) <= 1e-4
+    assert model.solver_ == "newton-cd" and model.converged_ and model.n_iter_ < 20
+    np.testing.assert_allclose(model.coef_, saga.coef_, atol=1e-3)
+    np.testing.assert_array_equal(model.coef_ == 0, saga.coef_ == 0)
+
+
+def test_fista_stays_short_of_the_optimum_on_the_same_data_at_its_default_iterations() -> None:
+    X, y = ill_conditioned_data()
+    optimum = LogisticRegression(penalty="l1").fit(X, y)
+
+    with pytest.warns(ConvergenceWarning):
+        fista = LogisticRegression(penalty="l1", solver="fista").fit(X, y)
+
+    # Why the default changed: the old default solver stops well above the optimum here.
+    gap = (
+        sklearn_objective(fista, X, y, C=1.0, l1_ratio=1.0)
+        / sklearn_objective(optimum, X, y, C=1.0, l1_ratio=1.0)
+        - 1
+    )
+    assert gap > 1e-3
+
+
+@pytest.mark.parametrize("penalty", ["l1", "elasticnet"])
+def test_multinomial_l1_newton_cd_agrees_with_long_fista(penalty: str) -> None:
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((240, 5)) * [3.0, 1.0, 1.0, 0.5, 0.2]
+    y = np.argmax(X @ rng.standard_normal((5, 3)) + rng.standard_normal((240, 3)), axis=1)
+
+    model = LogisticRegression(penalty=penalty, C=0.3).fit(X, y)  # type: ignore[arg-type]
+    reference = LogisticRegression(penalty=penalty, C=0.3, solver="fista", tol=1e-10, max_iter=200_000).fit(
+        X, y
+    )  # type: ignore[arg-type]
+
+    assert model.solver_ == "newton-cd" and model.converged_
+    np.testing.assert_allclose(model.coef_, reference.coef_, atol=1e-5)
+    np.testing.assert_allclose(
+        model.intercept_ - model.intercept_.mean(),
+        reference.intercept_ - reference.intercept_.mean(),
+        atol=1e-5,
+    )
 
 
 def test_l1_produces_exact_zeros_when_strong() -> None:
@@ -171,7 +257,7 @@ def test_too_few_iterations_warn() -> None:
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"penalty": "l1", "solver": "lbfgs"}, "fista"),
+        ({"penalty": "l1", "solver": "lbfgs"}, "newton-cd"),
         ({"C": -1.0}, "positive"),
         ({"penalty": "l3"}, "unknown penalty"),
         ({"solver": "sag"}, "unknown solver"),
