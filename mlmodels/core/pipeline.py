@@ -14,8 +14,9 @@ from mlmodels.core.base import BaseEstimator, ClassifierMixin
 class Pipeline(ClassifierMixin, BaseEstimator):
     """``steps`` is a list of ``(name, component)``; all but the last need ``fit`` and ``transform``.
 
-    Fitting the pipeline fits each transformer on the output of the previous one, so preprocessing is
-    learned from exactly the rows the final estimator is trained on (e.g. one cross-validation fold).
+    Fitting the pipeline fits each transformer on the output of the previous one (``fit_transform``), so
+    preprocessing is learned from exactly the rows the final estimator is trained on (e.g. one
+    cross-validation fold).
     """
 
     def __init__(self, steps: Sequence[tuple[str, Any]]) -> None:
@@ -36,7 +37,13 @@ class Pipeline(ClassifierMixin, BaseEstimator):
         self._validate()
         data = X
         for _, transformer in self.steps[:-1]:
-            data = transformer.fit(data, y).transform(data)
+            # fit_transform, as scikit-learn's Pipeline: a transformer may describe the rows it was fitted
+            # on differently from new rows (TitanicFeatures' travel groups do).
+            data = (
+                transformer.fit_transform(data, y)
+                if hasattr(transformer, "fit_transform")
+                else transformer.fit(data, y).transform(data)
+            )
         self.steps[-1][1].fit(data, y, **fit_params)
         self.fitted_ = True
         return self

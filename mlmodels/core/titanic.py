@@ -184,10 +184,16 @@ class TitanicFeatures(TransformerMixin, BaseEstimator):
     """Raw passengers to a numeric matrix; every statistic comes from the rows given to ``fit``.
 
     Learned: median age per title (imputes missing ages), median fare per class (imputes missing
-    fares), the most common port, and how many training passengers share each ticket (travel-group size,
-    which also turns a group ticket's fare into a per-person fare). A passenger outside the training
-    rows whose ticket matches k training passengers gets group size k: the best estimate ``transform``
-    can make without knowing whether the row is itself a training row.
+    fares), the most common port, and how many training passengers hold each ticket.
+
+    The travel-group size (which also turns a group ticket's fare into a per-person fare) is one rule for
+    every row: the passenger plus the *other* training passengers on the same ticket. ``transform``
+    describes new passengers (held-out folds, predictions), none of whom is a training passenger, so a
+    ticket held by k training passengers gives k + 1; ``fit_transform`` describes the training rows
+    themselves, each of which is one of those k, so it gives k. (Counting a training row's own ticket
+    for it but not for a new passenger, as ``fit().transform()`` did, made the feature mean one thing in
+    training and another at prediction time.) Like scikit-learn's target encoder, ``fit_transform`` is
+    therefore not ``fit().transform()``; pipelines call ``fit_transform``.
     """
 
     def __init__(self, *, interactions: bool = True) -> None:
@@ -241,11 +247,29 @@ class TitanicFeatures(TransformerMixin, BaseEstimator):
         return names
 
     def transform(self, X: Sequence[Mapping[str, Any]]) -> NDArray[np.float64]:
+        """Features of new passengers (none of them one of the training rows)."""
         self._check_is_fitted("feature_names_")
-        passengers = _validated(X)
-        return np.array([self._row(p) for p in passengers], dtype=np.float64).reshape(len(passengers), -1)
+        return self._matrix(_validated(X), training_rows=False)
 
-    def _row(self, p: Mapping[str, Any]) -> list[float]:
+    def fit_transform(
+        self, X: Sequence[Mapping[str, Any]], y: ArrayLike | None = None
+    ) -> NDArray[np.float64]:
+        """Fit, then the features of the training rows themselves (see the class docstring)."""
+        self.fit(X, y)
+        return self._matrix(_validated(X), training_rows=True)
+
+    def _matrix(self, passengers: list[dict[str, Any]], *, training_rows: bool) -> NDArray[np.float64]:
+        rows = [self._row(p, training_row=training_rows) for p in passengers]
+        return np.array(rows, dtype=np.float64).reshape(len(passengers), -1)
+
+    def group_size(self, ticket: str | None, *, training_row: bool) -> int:
+        """The passenger plus the other training passengers holding ``ticket``."""
+        if not ticket:
+            return 1
+        holders = self.ticket_counts_.get(ticket, 0)
+        return max(holders, 1) if training_row else holders + 1
+
+    def _row(self, p: Mapping[str, Any], *, training_row: bool) -> list[float]:
         title = passenger_title(p)
         age = p["age"]
         age_missing = age is None
@@ -254,7 +278,7 @@ class TitanicFeatures(TransformerMixin, BaseEstimator):
         fare = p["fare"]
         if fare is None:
             fare = self.class_fare_median_.get(str(p["pclass"]), self.fare_median_)
-        group = max(self.ticket_counts_.get(p["ticket"], 0), 1) if p["ticket"] else 1
+        group = self.group_size(p["ticket"], training_row=training_row)
         family = p["sibsp"] + p["parch"] + 1
         female = p["sex"] == "female"
         port = p["embarked"] or self.embarked_mode_

@@ -85,10 +85,50 @@ def test_features_are_learned_from_the_training_rows_only() -> None:
     missing_fare = features.transform([passenger(pclass=3, fare=None)])[0]
 
     assert row["age"] == 5.0 and row["age_missing"] == 1.0
-    assert row["ticket_group_size"] == 2.0
-    assert row["log_fare_per_person"] == pytest.approx(np.log1p(40.0))
+    # A new passenger on a ticket two training passengers hold travels in a group of three.
+    assert row["ticket_group_size"] == 3.0
+    assert row["log_fare_per_person"] == pytest.approx(np.log1p(80.0 / 3))
     assert missing_fare[features.feature_names_.index("log_fare")] == pytest.approx(np.log1p(8.0))
     assert features.embarked_mode_ == "C"
+
+
+def group_sizes(features: TitanicFeatures, matrix: np.ndarray) -> list[float]:
+    return list(matrix[:, features.feature_names_.index("ticket_group_size")])
+
+
+def test_travel_group_is_the_passenger_plus_the_other_training_passengers_for_every_row() -> None:
+    train = [passenger(ticket="T1") for _ in range(3)] + [passenger(ticket="T2") for _ in range(2)]
+    train += [passenger(ticket="T3"), passenger(ticket=None)]
+    held_out = [
+        passenger(ticket="T2"),
+        passenger(ticket="T3"),
+        passenger(ticket="T9"),
+        passenger(ticket=None),
+    ]
+    features = TitanicFeatures()
+
+    trained_on = group_sizes(features, features.fit_transform(train))
+    new = group_sizes(features, features.transform(held_out))
+
+    # Training rows: T1's three see two others each, T2's two one other, T3's one none.
+    assert trained_on == [3.0, 3.0, 3.0, 2.0, 2.0, 1.0, 1.0]
+    # New rows, same rule: T2 has two training holders besides this passenger (as T1 for a training
+    # row), T3 one, an unknown ticket none. The old rule gave 2, 1, 1: one fewer than for a training row.
+    assert new == [3.0, 2.0, 1.0, 1.0]
+
+
+def test_the_pipeline_trains_on_the_training_row_rule_and_predicts_with_the_new_row_rule() -> None:
+    train = [passenger(ticket="T1", sex=sex) for sex in ("male", "female", "male", "female")]
+    train += [passenger(ticket=f"S{i}", sex=sex) for i, sex in enumerate(("male", "female") * 3)]
+    y = np.array([0, 1, 0, 1] + [0, 1] * 3)
+
+    model = make_titanic_model().fit(train, y)
+
+    features, scaler = model.named_steps["features"], model.named_steps["scale"]
+    column = features.feature_names_.index("ticket_group_size")
+    # What the scaler (and so the classifier) saw: 4 passengers in a group of 4, 6 alone.
+    assert scaler.mean_[column] == pytest.approx((4 * 4 + 6 * 1) / 10)
+    assert group_sizes(features, features.transform([passenger(ticket="T1")])) == [5.0]
 
 
 def test_predicting_one_raw_passenger() -> None:
