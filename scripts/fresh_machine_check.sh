@@ -45,7 +45,7 @@ containers=()
 cleanup() {
   local c
   for c in "${containers[@]}"; do
-    kb_podman rm --force --time 5 "$c" >/dev/null 2>&1 || true
+    kb_podman rm --force --time 0 "$c" >/dev/null 2>&1 || true
   done
 }
 trap cleanup EXIT
@@ -69,6 +69,9 @@ step() {
   start=$(now)
   box "timeout --kill-after 30 $STEP_TIMEOUT bash -c $(printf %q "$command")" >"$log" 2>&1 || rc=$?
   STEP_SECONDS=$(($(now) - start))
+  if [ "$(kb_podman inspect --format '{{.State.Status}}' "$name" 2>/dev/null)" != running ]; then
+    say "$label: the container stopped under it: $(kb_podman inspect --format '{{.State.Status}} {{.State.ExitCode}}' "$name" 2>&1)"
+  fi
   if [ "$rc" -eq 0 ]; then
     say "$label: ok in ${STEP_SECONDS}s"
   else
@@ -162,9 +165,11 @@ check_suite() {
   # A clean clone's files (git archive HEAD), owned by the user; not a mount of the host's checkout. (Called in an
   # `||` list, this function runs without errexit: each failure is handled where it happens.)
   # PID 1 reaps orphans, as a machine's init does: a killed PostgreSQL left as a zombie would still hold its socket
-  # lock (PostgreSQL sees its PID alive), and the embedded database's recovery test would fail for that alone.
+  # lock (PostgreSQL sees its PID alive), and the embedded database's recovery test would fail for that alone. It
+  # outlives SIGTERM, as an init does (logging it); the container is removed with SIGKILL.
   if ! kb_podman run --detach --pull=never --name "$name" --network host "${KB_PIP_VOLUMES[@]}" "$image" \
-    bash -c 'trap "exit 0" TERM; while :; do sleep 60 & wait $!; done' >/dev/null \
+    bash -c 'trap "echo \"\$(date -u +%T) PID 1 got SIGTERM\" >>/pid1.log" TERM; while :; do sleep 60 & wait $!; done' \
+    >/dev/null \
     || ! kb_podman exec "$name" useradd --create-home --home-dir "$HOME_IN_BOX" --shell /bin/bash kb \
     || ! git -C "$ROOT" archive --format=tar --prefix=kb/ HEAD \
     | kb_podman exec --interactive --user kb --workdir "$HOME_IN_BOX" "$name" tar -xf -; then
@@ -272,6 +277,9 @@ EOF' | tr '\n' ' ')
   box 'kill -INT "$(cat make-run.pid)" 2>/dev/null; for _ in $(seq 60); do kill -0 "$(cat make-run.pid)" 2>/dev/null || exit 0; sleep 1; done; exit 1' \
     || say "make run did not stop within 60 s of SIGINT"
   kb_podman cp "$name:$REPO_IN_BOX/make-run.log" "$logs/make-run.log" >/dev/null 2>&1 || true
+  if kb_podman exec "$name" test -s /pid1.log 2>/dev/null; then
+    say "something outside the steps sent the container's PID 1 SIGTERM: $(kb_podman exec "$name" cat /pid1.log | tr '\n' ' ')"
+  fi
 
   if [ ${#failed[@]} -gt 0 ]; then
     RESULT[$suite]="FAILED: $(IFS=,; echo "${failed[*]}")"
@@ -287,7 +295,7 @@ kb_pip_access_volumes
 overall=0
 for suite in "${suites[@]}"; do
   check_suite "$suite" || overall=1
-  kb_podman rm --force --time 5 "$name" >/dev/null 2>&1 || true
+  kb_podman rm --force --time 0 "$name" >/dev/null 2>&1 || true
 done
 
 printf '\n=== Fresh machines ===\n'
