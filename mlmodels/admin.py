@@ -45,9 +45,8 @@ class TrainForm(forms.Form):
     )
     C = forms.FloatField(
         min_value=1e-6,
-        initial=1.0,
         required=False,
-        help_text="Titanic only: inverse regularization strength.",
+        help_text="Titanic only: inverse regularization strength. Blank: chosen by cross-validation.",
     )
     penalty = forms.ChoiceField(
         choices=[("l2", "L2"), ("l1", "L1"), ("elasticnet", "Elastic net"), ("none", "None")],
@@ -67,7 +66,7 @@ class TrainForm(forms.Form):
             return {
                 "kind": Kind.TITANIC,
                 "architecture": Architecture.LOGREG,
-                "options": {"C": data["C"] or 1.0, "penalty": data["penalty"]},
+                "options": {"C": data["C"] or "auto", "penalty": data["penalty"]},
             }
         return {
             "kind": Kind.MNIST,

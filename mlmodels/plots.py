@@ -137,6 +137,36 @@ def coefficients_png(*, coefficients: Mapping[str, float], top: int = 20) -> byt
     return _png(figure)
 
 
+def calibration_png(*, calibration: Mapping[str, Any], brier: float | None = None) -> bytes:
+    """Reliability diagram: per probability bin, the share that survived against the mean predicted probability
+    (on the diagonal when calibrated), with how many passengers each bin holds."""
+    predicted = [float(v) for v in calibration.get("predicted", [])]
+    observed = [float(v) for v in calibration.get("observed", [])]
+    counts = [int(v) for v in calibration.get("count", [])]
+    figure = _figure(4.8, 4.4)
+    axes = figure.subplots()
+    axes.plot([0, 1], [0, 1], color=MUTED, linestyle=":", linewidth=1, label="perfectly calibrated")
+    if predicted:
+        axes.plot(predicted, observed, marker="o", color=TRAIN_COLOUR, label="out-of-fold predictions")
+        for x, y, count in zip(predicted, observed, counts, strict=False):
+            axes.annotate(
+                str(count), (x, y), textcoords="offset points", xytext=(4, -10), fontsize=7, color=MUTED
+            )
+    else:
+        _empty_note(figure, "No calibration curve yet.")
+    axes.set_xlim(0, 1)
+    axes.set_ylim(0, 1)
+    axes.set_xlabel("predicted probability of survival (bin mean)")
+    axes.set_ylabel("share that survived")
+    title = "Calibration (numbers: passengers per bin)"
+    if brier is not None and np.isfinite(brier):
+        title += f"\nBrier score {brier:.4f}"
+    axes.set_title(title, fontsize=10)
+    axes.grid(alpha=0.3)
+    axes.legend(loc="upper left", fontsize=8)
+    return _png(figure)
+
+
 def digit_png(image: NDArray[np.uint8] | NDArray[np.floating], *, scale: int = 1) -> bytes:
     """One 28x28 digit (0 black, 255 white; floats in [0, 1] are scaled), enlarged `scale` times without blur."""
     values = np.asarray(image)

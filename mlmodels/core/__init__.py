@@ -21,6 +21,8 @@ from mlmodels.core.linear import LogisticRegression
 from mlmodels.core.losses import SoftmaxCrossEntropy
 from mlmodels.core.metrics import (
     accuracy_score,
+    brier_score_loss,
+    calibration_curve,
     confusion_matrix,
     f1_score,
     log_loss,
@@ -86,6 +88,8 @@ __all__ = [
     "Tanh",
     "TitanicFeatures",
     "accuracy_score",
+    "brier_score_loss",
+    "calibration_curve",
     "confusion_matrix",
     "f1_score",
     "load_metadata",

@@ -476,15 +476,23 @@ def _model_minimizer(theta: F64, grad: F64, H: F64, l1: float, n_weights: int, *
             u[j] = target
             residual[:] += change * H[j]
 
+    def model_value(point: F64) -> float:
+        step = point - theta
+        return float(grad @ step + 0.5 * step @ H @ step + l1 * np.abs(point[:n_weights]).sum())
+
     for _ in range(sweeps):
         for j in range(size):
             coordinate_step(j)
+    warm = u.copy()
+    # Collinear columns (one-hot groups, a feature repeated) make H singular: a tiny ridge keeps each solve
+    # defined, and the sign-fixed model's unbounded direction then ends at the ratio test, as it should.
+    ridge = 1e-10 * float(diagonal.max())
     for _ in range(4 * size + 20):
         free = ~penalized | (u != 0.0)
         signs = np.where(penalized, np.sign(u), 0.0)
         index = np.flatnonzero(free)
         rhs = -(residual[index] + l1 * signs[index])
-        block = H[np.ix_(index, index)]
+        block = H[np.ix_(index, index)] + ridge * np.eye(index.shape[0])
         try:
             step = np.linalg.solve(block, rhs)
         except np.linalg.LinAlgError:
@@ -506,7 +514,9 @@ def _model_minimizer(theta: F64, grad: F64, H: F64, l1: float, n_weights: int, *
         if violators.size == 0:
             break
         coordinate_step(int(violators[np.argmax(np.abs(residual[violators]))]))
-    return u - theta
+    # Round-off in a nearly singular solve must never leave the model worse than coordinate descent did.
+    best = u if model_value(u) <= model_value(warm) else warm
+    return best - theta
 
 
 def _fista(problem: _Problem, theta: F64, tol: float, max_iter: int) -> tuple[F64, int, bool, list[float]]:

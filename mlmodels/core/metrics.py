@@ -205,3 +205,33 @@ def log_loss(y_true: ArrayLike, y_proba: ArrayLike, *, labels: ArrayLike | None 
     if np.any(column >= classes.size) or np.any(classes[np.minimum(column, classes.size - 1)] != true):
         raise ValueError("y_true contains a label missing from labels")
     return float(-np.mean(np.log(proba[np.arange(true.shape[0]), column])))
+
+
+def brier_score_loss(y_true: ArrayLike, y_proba: ArrayLike, *, pos_label: Any = 1) -> float:
+    """Mean squared difference between the predicted probability of ``pos_label`` and the outcome (0 best)."""
+    truth = _binary_targets(y_true, pos_label).astype(np.float64)
+    proba = np.asarray(y_proba, dtype=np.float64)
+    if proba.shape != truth.shape:
+        raise ValueError(f"y_proba has shape {proba.shape}, expected {truth.shape}")
+    return float(np.mean((proba - truth) ** 2))
+
+
+def calibration_curve(
+    y_true: ArrayLike, y_proba: ArrayLike, *, n_bins: int = 10, pos_label: Any = 1
+) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.int64]]:
+    """Reliability diagram in ``n_bins`` equal-width probability bins, empty bins left out.
+
+    Returns the observed fraction of positives, the mean predicted probability and the count of each
+    bin (the first two as scikit-learn's ``calibration_curve(strategy="uniform")`` returns them).
+    """
+    truth = _binary_targets(y_true, pos_label).astype(np.float64)
+    proba = np.asarray(y_proba, dtype=np.float64)
+    if proba.shape != truth.shape or np.any((proba < 0) | (proba > 1)):
+        raise ValueError("y_proba must be one probability in [0, 1] per sample")
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    bins = np.searchsorted(edges[1:-1], proba)
+    counts = np.bincount(bins, minlength=n_bins)
+    positives = np.bincount(bins, weights=truth, minlength=n_bins)
+    predicted = np.bincount(bins, weights=proba, minlength=n_bins)
+    kept = counts > 0
+    return positives[kept] / counts[kept], predicted[kept] / counts[kept], counts[kept].astype(np.int64)

@@ -266,7 +266,7 @@ class TitanicFeatures(TransformerMixin, BaseEstimator):
         """The passenger plus the other training passengers holding ``ticket``."""
         if not ticket:
             return 1
-        holders = self.ticket_counts_.get(ticket, 0)
+        holders = int(self.ticket_counts_.get(ticket, 0))
         return max(holders, 1) if training_row else holders + 1
 
     def _row(self, p: Mapping[str, Any], *, training_row: bool) -> list[float]:

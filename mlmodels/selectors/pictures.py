@@ -54,6 +54,11 @@ def _render(version: ModelVersion, name: str) -> bytes:
             labels=["died", "survived"] if version.kind == Kind.TITANIC else version.class_labels,
             title=f"{version}\n{version.key_metric_label} {version.key_metric_display}",
         )
+    if name == "calibration":
+        return plots.calibration_png(
+            calibration=(version.extra or {}).get("calibration", {}),
+            brier=(version.metrics or {}).get("oof_brier"),
+        )
     return plots.coefficients_png(coefficients=(version.extra or {}).get("coefficients", {}))
 
 

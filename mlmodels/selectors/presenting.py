@@ -32,6 +32,10 @@ _METRICS: dict[str, tuple[str, str]] = {
     "cv_roc_auc_mean": ("Cross-validated ROC AUC", "float"),
     "cv_roc_auc_std": ("… standard deviation", "float"),
     "cv_log_loss_mean": ("Cross-validated log loss", "float"),
+    "nested_cv_accuracy_mean": ("Nested cross-validated accuracy (C chosen inside each fold)", "percent"),
+    "nested_cv_accuracy_std": ("… standard deviation", "percent"),
+    "chosen_C": ("C (chosen by cross-validation)", "float"),
+    "oof_brier": ("Brier score (out of fold)", "float"),
     "oof_precision": ("Precision (out of fold)", "percent"),
     "oof_recall": ("Recall (out of fold)", "percent"),
     "oof_f1": ("F1 (out of fold)", "float"),
@@ -120,6 +124,9 @@ _HISTORY_COLUMNS = (
     "val_accuracy",
     "roc_auc",
     "log_loss",
+    "brier",
+    "nested_C",
+    "nested_accuracy",
     "precision",
     "recall",
     "f1",
@@ -139,6 +146,29 @@ class VersionDetail:
     history_columns: list[str]
     confusion_rows: list[tuple[int, list[ConfusionCell]]]
     coefficients: list[tuple[str, float]] = field(default_factory=list)
+    calibration: list[CalibrationBin] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class CalibrationBin:
+    """One bin of a reliability diagram: passengers whose predicted probability fell in it, and how many
+    of them survived."""
+
+    count: int
+    predicted: str
+    observed: str
+
+
+def calibration_bins(version: ModelVersion) -> list[CalibrationBin]:
+    curve = (version.extra or {}).get("calibration") or {}
+    return [
+        CalibrationBin(
+            count=int(count), predicted=f"{100 * predicted:.1f} %", observed=f"{100 * observed:.1f} %"
+        )
+        for predicted, observed, count in zip(
+            curve.get("predicted", []), curve.get("observed", []), curve.get("count", []), strict=False
+        )
+    ]
 
 
 def version_detail(*, version_id: int) -> VersionDetail:
@@ -161,6 +191,7 @@ def version_detail(*, version_id: int) -> VersionDetail:
         history_columns=columns,
         confusion_rows=confusion_cells(version),
         coefficients=coefficients,
+        calibration=calibration_bins(version),
     )
 
 
@@ -172,6 +203,8 @@ def available_plots(version: ModelVersion) -> list[str]:
         names.append("confusion")
     if (version.extra or {}).get("coefficients"):
         names.append("coefficients")
+    if (version.extra or {}).get("calibration"):
+        names.append("calibration")
     return names
 
 
@@ -228,14 +261,14 @@ def versions_compare(*, kind: str, ids: Sequence[int] = ()) -> Comparison:
     )
 
 
-_LOWER_IS_BETTER = ("loss", "error", "std", "seconds", "parameters", "epoch", "iterations")
+_LOWER_IS_BETTER = ("loss", "error", "std", "seconds", "parameters", "epoch", "iterations", "brier")
 
 
 def _best(name: str, values: Iterable[Any]) -> int | None:
     """Position of the one best value (None when fewer than two can be compared, when several share the best,
     or when the metric has no 'better')."""
     numbers = [(i, float(v)) for i, v in enumerate(values) if isinstance(v, (int, float)) and np.isfinite(v)]
-    if len(numbers) < 2 or name in ("epochs_run", "best_epoch", "parameters"):
+    if len(numbers) < 2 or name in ("epochs_run", "best_epoch", "parameters", "chosen_C"):
         return None
     lower = any(word in name for word in _LOWER_IS_BETTER)
     position, best = (min if lower else max)(numbers, key=lambda item: item[1])

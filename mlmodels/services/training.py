@@ -244,7 +244,7 @@ def _run_training(version: ModelVersion, progress: ProgressCallback) -> Training
         penalty = options["penalty"]
         return training.train_titanic(
             seed=version.seed,
-            C=float(options["C"]),
+            C="auto" if options["C"] == "auto" else float(options["C"]),
             penalty=None if penalty == "none" else penalty,
             l1_ratio=float(options["l1_ratio"]),
             n_splits=int(options["n_splits"]),

@@ -19,7 +19,20 @@ def test_train_titanic_records_an_active_version_and_prints_its_metrics(capsys):
     assert version.status == ModelVersion.Status.READY and version.is_active and version.seed == 3
     assert "titanic v1 (Logistic regression): trained in" in output
     assert "Cross-validated accuracy" in output
+    assert "Nested cross-validated accuracy (C chosen inside each fold)" in output
+    assert "C (chosen by cross-validation)" in output and "Brier score (out of fold)" in output
     assert "is the active titanic model" in output
+    assert version.training_options["C"] == "auto"
+
+
+def test_train_titanic_with_a_given_c_uses_it_and_skips_the_nested_cross_validation(capsys):
+    call_command("train_titanic", "--folds", "2", "--C", "0.5")
+
+    output = capsys.readouterr().out
+    version = ModelVersion.objects.get(kind="titanic")
+    assert version.training_options["C"] == 0.5
+    assert version.hyperparameters["steps"][2][1]["params"]["C"] == 0.5
+    assert "Nested" not in output and "Brier score (out of fold)" in output
 
 
 def test_train_mnist_trains_a_tiny_network_and_leaves_the_active_one_unless_asked(capsys):

@@ -158,6 +158,24 @@ def test_the_titanic_version_page_shows_its_coefficients(signed_in, active_titan
     assert "Cross-validated accuracy" in page
 
 
+def test_the_titanic_version_page_shows_the_nested_accuracy_brier_score_and_calibration(
+    signed_in, active_titanic
+):
+    metrics, calibration = active_titanic.metrics, active_titanic.extra["calibration"]
+
+    page = signed_in.get(reverse("mlmodels:version", args=[active_titanic.pk])).content.decode()
+    picture = signed_in.get(reverse("mlmodels:version_plot", args=[active_titanic.pk, "calibration"]))
+
+    assert "Nested cross-validated accuracy" in page
+    assert f"{100 * metrics['nested_cv_accuracy_mean']:.2f} %" in page
+    assert "Brier score (out of fold)" in page and f"{metrics['oof_brier']:.4f}" in page
+    assert f'src="/models/versions/{active_titanic.pk}/calibration.png"' in page
+    table = page.split('data-table="calibration"')[1].split("</table>")[0]
+    assert table.count("<tr>") == len(calibration["count"]) + 1  # a header and one row per bin
+    assert f"<td>{calibration['count'][0]}</td><td>{100 * calibration['predicted'][0]:.1f} %</td>" in table
+    assert picture.status_code == 200 and picture.content.startswith(PNG_SIGNATURE)
+
+
 def test_a_failed_version_page_shows_the_reason(signed_in):
     failed = services.model_version_train_now(
         kind="mnist", options={"overrides": {"bad": 1}, "train_size": 100}

@@ -11,6 +11,9 @@ from sklearn.linear_model import LogisticRegression as SklearnLogisticRegression
 from mlmodels.core.exceptions import ConvergenceWarning, NotFittedError
 from mlmodels.core.lbfgs import minimize_lbfgs
 from mlmodels.core.linear import LogisticRegression
+from mlmodels.core.preprocessing import StandardScaler
+from mlmodels.core.titanic import TitanicFeatures
+from mlmodels.datasets import load_titanic
 
 
 @pytest.fixture(scope="module")
@@ -109,6 +112,29 @@ def test_l1_and_elastic_net_reach_the_saga_optimum_at_default_settings_on_ill_co
     assert model.solver_ == "newton-cd" and model.converged_ and model.n_iter_ < 20
     np.testing.assert_allclose(model.coef_, saga.coef_, atol=1e-3)
     np.testing.assert_array_equal(model.coef_ == 0, saga.coef_ == 0)
+
+
+@pytest.mark.parametrize("C", [0.5, 5.0])
+def test_l1_reaches_the_saga_optimum_with_collinear_one_hot_columns(C: float) -> None:
+    # The Titanic features hold one-hot groups that sum to one (class, title, deck, port): a singular
+    # Hessian for every Newton step.
+    data = load_titanic()
+    X = StandardScaler().fit_transform(TitanicFeatures().fit_transform(data.records))
+    y = data.y
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        saga = SklearnLogisticRegression(l1_ratio=1.0, C=C, solver="saga", tol=1e-10, max_iter=100_000).fit(
+            X, y
+        )
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        model = LogisticRegression(penalty="l1", C=C).fit(X, y)
+
+    reference = sklearn_objective(saga, X, y, C=C, l1_ratio=1.0)
+    assert saga.n_iter_[0] < 100_000
+    assert abs(sklearn_objective(model, X, y, C=C, l1_ratio=1.0) - reference) <= 1e-4 * reference
+    assert model.converged_ and model.n_iter_ < 20
 
 
 def test_fista_stays_short_of_the_optimum_on_the_same_data_at_its_default_iterations() -> None:

@@ -8,6 +8,8 @@ from sklearn import metrics as skm
 
 from mlmodels.core.metrics import (
     accuracy_score,
+    brier_score_loss,
+    calibration_curve,
     confusion_matrix,
     f1_score,
     log_loss,
@@ -148,3 +150,20 @@ def test_stratified_holdout_split_keeps_proportions() -> None:
 
     assert test.size == 20 and np.bincount(y[test]).tolist() == [18, 2]
     assert np.intersect1d(train, test).size == 0 and train.size + test.size == 100
+
+
+def test_brier_score_and_calibration_curve_match_sklearn() -> None:
+    from sklearn.calibration import calibration_curve as sklearn_calibration_curve
+    from sklearn.metrics import brier_score_loss as sklearn_brier_score_loss
+
+    rng = np.random.default_rng(4)
+    proba = rng.random(500)
+    y = (rng.random(500) < proba**1.5).astype(int)
+
+    observed, predicted, counts = calibration_curve(y, proba, n_bins=10)
+    expected_observed, expected_predicted = sklearn_calibration_curve(y, proba, n_bins=10)
+
+    assert brier_score_loss(y, proba) == pytest.approx(sklearn_brier_score_loss(y, proba), rel=1e-12)
+    np.testing.assert_allclose(observed, expected_observed, rtol=1e-12)
+    np.testing.assert_allclose(predicted, expected_predicted, rtol=1e-12)
+    assert counts.sum() == 500

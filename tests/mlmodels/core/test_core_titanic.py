@@ -8,10 +8,12 @@ from typing import Any
 import numpy as np
 import pytest
 
+from mlmodels.core import training
 from mlmodels.core.exceptions import InvalidInput
+from mlmodels.core.metrics import brier_score_loss
 from mlmodels.core.serialization import load_model, save_model
 from mlmodels.core.titanic import TitanicFeatures, make_titanic_model, passenger_title, predict_passenger
-from mlmodels.core.training import train_titanic
+from mlmodels.core.training import TITANIC_C_GRID, titanic_grid_probabilities, train_titanic
 from mlmodels.datasets import load_titanic
 
 
@@ -35,10 +37,69 @@ def test_cross_validated_accuracy_reaches_the_target(titanic_result: Any) -> Non
     assert titanic_result.confusion_matrix.sum() == 891
 
 
+def test_c_is_chosen_by_cross_validation_and_the_nested_outer_accuracy_reported(titanic_result: Any) -> None:
+    metrics, extra = titanic_result.metrics, titanic_result.extra
+
+    chosen = metrics["chosen_C"]
+    losses = extra["C_selection"]["mean_log_loss"]
+
+    assert chosen in TITANIC_C_GRID
+    assert losses[TITANIC_C_GRID.index(chosen)] == min(losses)
+    assert chosen == titanic_result.model.named_steps["classifier"].C
+    assert 0.78 <= metrics["nested_cv_accuracy_mean"] <= 0.86
+    assert metrics["nested_cv_accuracy_std"] > 0
+    assert all(row["nested_C"] in TITANIC_C_GRID for row in titanic_result.history)
+
+
+def test_nested_selection_never_sees_the_outer_fold_it_is_scored_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[np.ndarray] = []
+    choose = training.titanic_select_C
+
+    def spy(records: Any, y: Any, rows: np.ndarray, **options: Any) -> Any:
+        seen.append(rows.copy())
+        return choose(records, y, rows, **{**options, "grid": (0.1, 1.0)})
+
+    monkeypatch.setattr(training, "titanic_select_C", spy)
+
+    result = train_titanic(n_splits=3)
+
+    all_rows, *outer_training_parts = seen
+    assert np.array_equal(all_rows, np.arange(891))  # the final model's C: chosen on every passenger
+    assert len(outer_training_parts) == 3
+    for rows, row in zip(outer_training_parts, result.history, strict=True):
+        assert rows.shape[0] == row["n_train"] and row["n_train"] + row["n_test"] == 891
+    held_out = [set(range(891)) - set(rows.tolist()) for rows in outer_training_parts]
+    assert set().union(*held_out) == set(range(891))  # the outer test parts, disjoint and covering all
+
+
+def test_grid_probabilities_are_the_pipelines_for_each_c() -> None:
+    data = load_titanic()
+    train, test = np.arange(0, 600), np.arange(600, 891)
+
+    grid = titanic_grid_probabilities(data.records, data.y, train, test, grid=(0.05, 2.0))
+
+    for row, C in enumerate((0.05, 2.0)):
+        model = make_titanic_model(C=C).fit([data.records[i] for i in train], data.y[train])
+        expected = model.predict_proba([data.records[i] for i in test])[:, 1]
+        np.testing.assert_allclose(grid[row], expected, rtol=1e-12, atol=1e-12)
+
+
+def test_brier_score_and_calibration_come_from_the_out_of_fold_predictions(titanic_result: Any) -> None:
+    calibration = titanic_result.extra["calibration"]
+    metrics = titanic_result.metrics
+
+    assert sum(calibration["count"]) == 891
+    assert len(calibration["predicted"]) == len(calibration["observed"]) <= 10
+    assert all(0.0 <= value <= 1.0 for value in calibration["predicted"] + calibration["observed"])
+    # Better than always predicting the base rate (0.383 survived: Brier 0.236), worse than perfect.
+    assert 0.08 < metrics["oof_brier"] < 0.2
+    assert metrics["oof_brier"] < brier_score_loss(load_titanic().y, np.full(891, 0.3838))
+
+
 def test_training_reports_progress_per_fold_and_a_json_summary() -> None:
     calls: list[tuple[int, int]] = []
 
-    result = train_titanic(seed=1, progress=lambda step, total, row: calls.append((step, total)))
+    result = train_titanic(seed=1, C=1.0, progress=lambda step, total, row: calls.append((step, total)))
 
     assert calls == [(step, 6) for step in range(1, 7)]
     summary = result.summary()
