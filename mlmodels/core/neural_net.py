@@ -515,7 +515,7 @@ class CNNClassifier(NeuralNetClassifier):
             layers.append(Conv2D(channels, self.kernel_size, padding="same", use_bias=not self.batch_norm))
             # 2x2 pooling, narrowed to 1 along a side already down to one pixel (a strip, a tiny map).
             pool = (min(2, height), min(2, width))
-            layers.append(MaxPool2D(pool))
+            layers.append(MaxPool2D(2 if pool == (2, 2) else pool))
             height, width = height // pool[0], width // pool[1]
             if self.batch_norm:
                 layers.append(BatchNorm2D())
