@@ -37,6 +37,20 @@ PACKAGES=(make python3 python3-venv ca-certificates)
 HOME_IN_BOX=/home/kb
 REPO_IN_BOX=$HOME_IN_BOX/kb
 STAMP=$(date +%Y%m%d-%H%M%S)
+# The container's PID 1: reaps orphans and notes signals (see check_suite).
+PID1='
+import os, signal, time
+def note(signum, frame):
+    with open("/pid1.log", "a") as log:
+        log.write(time.strftime("%T") + " PID 1 got " + signal.Signals(signum).name + "\n")
+for number in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2):
+    signal.signal(number, note)
+while True:
+    try:
+        os.wait()
+    except ChildProcessError:
+        time.sleep(1)
+'
 
 suites=("$@")
 [ ${#suites[@]} -gt 0 ] || suites=(bookworm trixie)
@@ -165,11 +179,11 @@ check_suite() {
   # A clean clone's files (git archive HEAD), owned by the user; not a mount of the host's checkout. (Called in an
   # `||` list, this function runs without errexit: each failure is handled where it happens.)
   # PID 1 reaps orphans, as a machine's init does: a killed PostgreSQL left as a zombie would still hold its socket
-  # lock (PostgreSQL sees its PID alive), and the embedded database's recovery test would fail for that alone. It
-  # outlives SIGTERM, as an init does (logging it); the container is removed with SIGKILL.
+  # lock (PostgreSQL sees its PID alive), and the embedded database's recovery test would fail for that alone. Like an
+  # init it outlives the signals a process may send it, noting them; the container is removed with SIGKILL. (A bash
+  # loop as PID 1 died seconds after some long steps ended; this Python one did not.)
   if ! kb_podman run --detach --pull=never --name "$name" --network host "${KB_PIP_VOLUMES[@]}" "$image" \
-    bash -c 'trap "echo \"\$(date -u +%T) PID 1 got SIGTERM\" >>/pid1.log" TERM; while :; do sleep 60 & wait $!; done' \
-    >/dev/null \
+    python3 -c "$PID1" >/dev/null \
     || ! kb_podman exec "$name" useradd --create-home --home-dir "$HOME_IN_BOX" --shell /bin/bash kb \
     || ! git -C "$ROOT" archive --format=tar --prefix=kb/ HEAD \
     | kb_podman exec --interactive --user kb --workdir "$HOME_IN_BOX" "$name" tar -xf -; then
@@ -278,7 +292,7 @@ EOF' | tr '\n' ' ')
     || say "make run did not stop within 60 s of SIGINT"
   kb_podman cp "$name:$REPO_IN_BOX/make-run.log" "$logs/make-run.log" >/dev/null 2>&1 || true
   if kb_podman exec "$name" test -s /pid1.log 2>/dev/null; then
-    say "something outside the steps sent the container's PID 1 SIGTERM: $(kb_podman exec "$name" cat /pid1.log | tr '\n' ' ')"
+    say "something sent the container's PID 1 signals: $(kb_podman exec "$name" cat /pid1.log | tr '\n' ' ')"
   fi
 
   if [ ${#failed[@]} -gt 0 ]; then
