@@ -5,17 +5,20 @@
 # web reaches `db` and `redis` by name, that the worker consumes (the demo gets embedded), that beat runs, that
 # every healthcheck passes and that `down -v` removes the stack; each check prints one line, any failure fails.
 #
-#   usage: scripts/compose_smoke.sh [--from-git REF]
-#     builds the project image first with scripts/container_smoke.sh --build-only (from the working tree, or REF)
+#   usage: scripts/compose_smoke.sh [--from-git REF | --no-build]
+#     builds the project image first with scripts/container_smoke.sh --build-only (from the working tree, or REF);
+#     --no-build uses the image as it is (right after container_smoke.sh built it)
 #
 # A bridge network adds iptables rules and a bridge to this machine and sets net.ipv4.ip_forward: the firewall
-# ruleset (nft), the links and ip_forward are recorded first and restored at the end, and compared.
+# ruleset (nft), the links and ip_forward are recorded first and restored at the end, and compared. So nothing else
+# should change the firewall while it runs (podman runs on host networking, as the other scripts' are, do not).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$(pwd)
 build=(--build-only)
 case "${1:-}" in
   --from-git) build+=(--from-git "${2:?--from-git REF}") ;;
+  --no-build) build=() ;;
   "") ;;
   *) echo "compose_smoke: unknown option $1" >&2; exit 2 ;;
 esac
@@ -112,7 +115,12 @@ command -v curl >/dev/null || { say "curl is needed"; exit 1; }
 
 # --- Images: the project's (its layer cache makes this quick after container_smoke.sh), db and redis ---------------
 
-bash scripts/container_smoke.sh "${build[@]}" | grep -E '^(timing|check):' || { say "the image does not build"; exit 1; }
+if [ ${#build[@]} -gt 0 ]; then
+  bash scripts/container_smoke.sh "${build[@]}" | grep -E '^(timing|check):' || { say "the image does not build"; exit 1; }
+elif ! kb_podman image exists localhost/knowledge-platform:latest; then
+  say "--no-build: there is no localhost/knowledge-platform:latest (scripts/container_smoke.sh builds it)"
+  exit 1
+fi
 
 step=$(date +%s)
 kb_base_image bookworm >/dev/null

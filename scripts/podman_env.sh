@@ -44,8 +44,10 @@ KB_SUDO=""
 _kb_podman_configure() {
   local cache=$KB_CONTAINER_CACHE conf run nofile nproc boot
   conf=$cache/config
-  # The run-time state (locks, the "alive" marker) must not outlive a reboot, and /run is not always a tmpfs.
+  # The run-time state (locks, mounts, the "alive" marker) must not outlive a reboot, and /run is not always a
+  # tmpfs; each cache folder has its own, or two of them would share mount counts.
   run=/run/kb-containers
+  [ "$cache" = /var/tmp/kb-containers ] || run=$run-$(printf '%s' "$cache" | sha256sum | cut -c1-12)
   $KB_SUDO mkdir -p "$conf" "$cache/storage" "$cache/networks" "$run"
   boot=$(cat /proc/sys/kernel/random/boot_id 2>/dev/null || echo unknown)
   if [ "$(cat "$cache/boot_id" 2>/dev/null)" != "$boot" ]; then
