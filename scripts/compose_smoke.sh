@@ -38,13 +38,6 @@ worker=${project}_worker_1
 beat=${project}_beat_1
 
 say() { printf 'compose_smoke: %s\n' "$*"; }
-ok() { printf 'check: ok   %s\n' "$*"; }
-fail() {
-  printf 'check: FAIL %s\n' "$*"
-  failures=$((failures + 1))
-}
-timing() { timings+=("$(printf 'timing: %-26s %6ss' "$1" "$2")"); printf '%s\n' "${timings[-1]}"; }
-elapsed_since() { echo $(($(date +%s) - $1)); }
 json_get() { python3 -c "import json, sys; d = json.load(open(sys.argv[1])); print($2)" "$1"; }
 
 # The machine's networking, to leave it as found.

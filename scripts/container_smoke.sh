@@ -55,13 +55,6 @@ ran=0
 timings=()
 
 say() { printf 'container_smoke: %s\n' "$*"; }
-ok() { printf 'check: ok   %s\n' "$*"; }
-fail() {
-  printf 'check: FAIL %s\n' "$*"
-  failures=$((failures + 1))
-}
-timing() { timings+=("$(printf 'timing: %-26s %6ss' "$1" "$2")"); printf '%s\n' "${timings[-1]}"; }
-elapsed_since() { echo $(($(date +%s) - $1)); }
 psql_admin() { psql "$postgres/postgres" -v ON_ERROR_STOP=1 -qAt "$@"; }
 redis_db() { echo "${redis##*/}"; }
 

@@ -30,6 +30,10 @@
 #                                  for `podman build` or `podman run`, so they are read at build/run time and never
 #                                  copied into an image
 #
+# Check lines, shared by the smoke scripts (they keep `failures` and the `timings` array):
+#   ok TEXT / fail TEXT            print "check: ok   TEXT" / "check: FAIL TEXT" (fail counts in $failures)
+#   timing NAME SECONDS            print and keep "timing: NAME SECONDS s";  elapsed_since EPOCH   seconds since
+#
 # The settings, and why: runc (crun 1.8 refuses hybrid cgroup hierarchies), cgroupfs (no systemd as PID 1), file
 # events (no journald), host networking unless a network is asked for, and default ulimits no higher than this
 # shell's hard limits (nofile at `ulimit -Hn`, nproc at most 32768): podman's own defaults exceed them and runc then
@@ -38,6 +42,14 @@
 
 KB_CONTAINER_CACHE=${KB_CONTAINER_CACHE:-/var/tmp/kb-containers}
 export KB_CONTAINER_CACHE
+
+ok() { printf 'check: ok   %s\n' "$*"; }
+fail() {
+  printf 'check: FAIL %s\n' "$*"
+  failures=$((failures + 1))
+}
+timing() { timings+=("$(printf 'timing: %-26s %6ss' "$1" "$2")"); printf '%s\n' "${timings[-1]}"; }
+elapsed_since() { echo $(($(date +%s) - $1)); }
 KB_SUDO=""
 [ "$(id -u)" -eq 0 ] || KB_SUDO="sudo"
 
