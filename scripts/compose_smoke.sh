@@ -35,6 +35,7 @@ state=$(mktemp -d)
 # podman-compose 1.0.3 names containers <project>_<service>_1.
 web=${project}_web_1
 worker=${project}_worker_1
+trainer=${project}_worker-training_1
 beat=${project}_beat_1
 
 say() { printf 'compose_smoke: %s\n' "$*"; }
@@ -90,7 +91,7 @@ cleanup() {
   local rc=$?
   set +e
   if [ "$failures" -gt 0 ] || [ "$rc" -ne 0 ]; then
-    for name in "$web" "$worker" "$beat"; do
+    for name in "$web" "$worker" "$trainer" "$beat"; do
       kb_podman container exists "$name" && { echo "--- last lines of $name's log ---"; kb_podman logs --tail 30 "$name" 2>&1; }
     done
   fi
@@ -243,7 +244,7 @@ else
   fail "web reaches db and redis by name: $resolved"
 fi
 
-for name in "$web" "$worker" "$beat"; do
+for name in "$web" "$worker" "$trainer" "$beat"; do
   if healthy "$name" 120; then ok "$name: its compose healthcheck is healthy"; else fail "$name: healthy"; fi
 done
 
@@ -264,6 +265,19 @@ if [ "$ready" -ge "$demo_count" ]; then
   ok "the worker consumes: $ready of $demo_count demo documents embedded"
 else
   fail "the worker consumes: $ready of $demo_count demo documents embedded"
+fi
+
+# The models ensure_models queued go to the training queue, which only the training worker serves.
+deadline=$(($(date +%s) + 300))
+until kb_podman logs "$trainer" 2>&1 | grep -q 'train_model_version.*succeeded'; do
+  [ "$(date +%s)" -lt "$deadline" ] || break
+  sleep 5
+done
+if kb_podman logs "$trainer" 2>&1 | grep -q 'train_model_version.*succeeded' &&
+  ! kb_podman logs "$worker" 2>&1 | grep -q 'train_model_version'; then
+  ok "the training worker consumes the training queue: a model trained there, none on the ingestion worker"
+else
+  fail "the training worker consumes the training queue"
 fi
 
 # Beat sends the recovery sweeps every minute; the worker running one shows both ends.

@@ -90,8 +90,9 @@ case "$role" in
     ;;
   worker)
     export KNOWLEDGE_TORCH_THREADS="${KNOWLEDGE_TORCH_THREADS:-$(torch_threads_for "${WORKER_CONCURRENCY:-2}")}"
+    # WORKER_QUEUES: the queues this worker serves (comma-separated: celery, ingest, training; default all).
     exec celery -A config worker --loglevel "${WORKER_LOGLEVEL:-INFO}" \
-      --concurrency "${WORKER_CONCURRENCY:-2}" --hostname "worker@%h"
+      --concurrency "${WORKER_CONCURRENCY:-2}" --hostname "worker@%h" ${WORKER_QUEUES:+--queues "$WORKER_QUEUES"}
     ;;
   beat)
     exec celery -A config beat --loglevel INFO --schedule "${KB_DATA_DIR:-/data}/celerybeat-schedule"

@@ -1,6 +1,7 @@
-"""`make run`: migrate, make sure an admin exists, load the demo, then serve the site with a worker beside it.
+"""`make run`: migrate, make sure an admin exists, load the demo, then serve the site with workers beside it (one
+per queue: ingestion, training, the rest with beat).
 
-Ctrl-C (or SIGTERM) stops the web server, then the worker (letting its current task finish or be re-queued),
+Ctrl-C (or SIGTERM) stops the web server, then the workers (letting their current tasks finish or be re-queued),
 then the embedded database when this script's settings use it. Running it again is safe: every step is
 idempotent, and a data folder left by a killed run is recovered by the embedded database's start-up.
 """
@@ -57,7 +58,15 @@ def main() -> int:
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
     try:
-        children.append(("worker", _start_worker(env, data_dir)))
+        # A worker per queue (CELERY_TASK_QUEUES): uploads are indexed while a model trains or a re-embed runs.
+        children.append(("worker", _start_worker(env, data_dir, "celery", concurrency="1", beat=True)))
+        children.append(
+            (
+                "ingest worker",
+                _start_worker(env, data_dir, "ingest", os.environ.get("KB_WORKER_CONCURRENCY", "2")),
+            )
+        )
+        children.append(("training worker", _start_worker(env, data_dir, "training", concurrency="1")))
         children.append(("web", _start_web(env)))
         if _wait_until_serving(children, parent):
             _banner(username, password, note)
@@ -177,7 +186,10 @@ def _ensure_admin(username: str, password: str, env: dict[str, str]) -> None:
     )
 
 
-def _start_worker(env: dict[str, str], data_dir: Path) -> subprocess.Popen[bytes]:
+def _start_worker(
+    env: dict[str, str], data_dir: Path, queue: str, concurrency: str, *, beat: bool = False
+) -> subprocess.Popen[bytes]:
+    schedule = ["--beat", "--schedule", str(data_dir / "celerybeat-schedule")] if beat else []
     return subprocess.Popen(
         [
             PYTHON,
@@ -186,13 +198,15 @@ def _start_worker(env: dict[str, str], data_dir: Path) -> subprocess.Popen[bytes
             "-A",
             "config",
             "worker",
-            "--beat",
-            "--schedule",
-            str(data_dir / "celerybeat-schedule"),
+            "--queues",
+            queue,
+            "--hostname",
+            f"{queue}@%h",
+            *schedule,
             "--loglevel",
             os.environ.get("KB_WORKER_LOGLEVEL", "INFO"),
             "--concurrency",
-            os.environ.get("KB_WORKER_CONCURRENCY", "2"),
+            concurrency,
             "--without-gossip",
             "--without-mingle",
         ],
@@ -233,7 +247,7 @@ def _banner(username: str, password: str, note: str) -> None:
         f"  Admin:  {url}/admin/   user {username!r}, password {password!r} ({note})\n"
         f"  APIs:   {url}/api/ (resources) and {url}/api/docs (actions)\n"
         f"  Health: {url}/readyz\n"
-        "  Ctrl-C stops the web server, the worker and the embedded database.\n",
+        "  Ctrl-C stops the web server, the workers and the embedded database.\n",
         flush=True,
     )
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import django_stubs_ext
 import environ
 from django.core.exceptions import ImproperlyConfigured
+from kombu import Queue
 
 # Lets classes be written generic (admin.ModelAdmin[Document]) for the type checker, at no runtime cost.
 django_stubs_ext.monkeypatch()
@@ -257,6 +258,16 @@ else:
         "CELERY_BROKER_TRANSPORT_OPTIONS", default={"visibility_timeout": 30600}
     )
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
+# A queue for each kind of work, so that workers of their own concurrency serve each: a long training or a large
+# PDF never holds the slots small uploads wait for. "celery" (the default) carries the rest: re-embedding, the
+# recovery sweeps, statistics. A worker started without -Q consumes all three; `make run`, compose and the deploy
+# guide start one per queue (WORKER_QUEUES in the image).
+CELERY_TASK_DEFAULT_QUEUE = "celery"
+CELERY_TASK_QUEUES = [Queue("celery"), Queue("ingest"), Queue("training")]
+CELERY_TASK_ROUTES = {
+    "knowledge.tasks.ingest_document": {"queue": "ingest"},
+    "mlmodels.tasks.train_model_version": {"queue": "training"},
+}
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
