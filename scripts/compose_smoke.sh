@@ -269,12 +269,13 @@ fi
 
 # The models ensure_models queued go to the training queue, which only the training worker serves.
 deadline=$(($(date +%s) + 300))
-until kb_podman logs "$trainer" 2>&1 | grep -q 'train_model_version.*succeeded'; do
+# (A task's id in brackets marks a task run; the workers also list every task they know when they start.)
+until kb_podman logs "$trainer" 2>&1 | grep -q 'train_model_version\[.*succeeded'; do
   [ "$(date +%s)" -lt "$deadline" ] || break
   sleep 5
 done
-if kb_podman logs "$trainer" 2>&1 | grep -q 'train_model_version.*succeeded' &&
-  ! kb_podman logs "$worker" 2>&1 | grep -q 'train_model_version'; then
+if kb_podman logs "$trainer" 2>&1 | grep -q 'train_model_version\[.*succeeded' &&
+  ! kb_podman logs "$worker" 2>&1 | grep -q 'train_model_version\['; then
   ok "the training worker consumes the training queue: a model trained there, none on the ingestion worker"
 else
   fail "the training worker consumes the training queue"
