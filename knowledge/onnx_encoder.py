@@ -188,11 +188,11 @@ def model_fingerprint(model_path: Path) -> str:
     return digest.hexdigest()[:20]
 
 
-def build_graph(model: EncoderModel) -> Any:
+def build_graph(model: EncoderModel, weights: dict[str, NDArray[np.float32]] | None = None) -> Any:
     """The ONNX graph: input ids, attention mask and token types in, one unit-length vector per text out."""
     from onnx import TensorProto, helper, numpy_helper
 
-    weights = model.weights()
+    weights = model.weights() if weights is None else weights
     nodes: list[Any] = []
     initializers: list[Any] = []
     counter = iter(range(1_000_000))
@@ -322,20 +322,25 @@ def reference_embed(
 ) -> NDArray[np.float32]:
     """The same network written plainly in NumPy (float64): what the graph must agree with before it is used."""
     ids, mask, types = batch
-    w = {k: v.astype(np.float64) for k, v in weights.items()}
+
+    def w(
+        key: str,
+    ) -> NDArray[np.float64]:  # each tensor widened when used; the word embeddings only for their rows
+        return weights[key].astype(np.float64)
 
     def norm(x: NDArray[np.float64], key: str) -> NDArray[np.float64]:
         mean = x.mean(-1, keepdims=True)
         var = ((x - mean) ** 2).mean(-1, keepdims=True)
-        return (x - mean) / np.sqrt(var + model.epsilon) * w[f"{key}.weight"] + w[f"{key}.bias"]
+        return (x - mean) / np.sqrt(var + model.epsilon) * w(f"{key}.weight") + w(f"{key}.bias")
 
     def dense(x: NDArray[np.float64], key: str) -> NDArray[np.float64]:
-        return x @ w[f"{key}.weight"].T + w[f"{key}.bias"]
+        return x @ w(f"{key}.weight").T + w(f"{key}.bias")
 
     batch_size, length = ids.shape
     head_size = model.hidden // model.heads
-    x = w["embeddings.word_embeddings.weight"][ids] + w["embeddings.position_embeddings.weight"][:length]
-    x = norm(x + w["embeddings.token_type_embeddings.weight"][types], "embeddings.LayerNorm")
+    words = weights["embeddings.word_embeddings.weight"][ids].astype(np.float64)
+    x = words + w("embeddings.position_embeddings.weight")[:length]
+    x = norm(x + w("embeddings.token_type_embeddings.weight")[types], "embeddings.LayerNorm")
     bias = np.where(mask[:, None, None, :] > 0, 0.0, -1e9)
 
     def heads(t: NDArray[np.float64]) -> NDArray[np.float64]:
@@ -368,12 +373,12 @@ def _erf(x: NDArray[np.float64]) -> NDArray[np.float64]:
     return np.sign(x) * (1.0 - poly * np.exp(-x * x))
 
 
-def _write(model: EncoderModel, target: Path) -> None:
+def _write(model: EncoderModel, weights: dict[str, NDArray[np.float32]], target: Path) -> None:
     """Build the graph and write it beside the target, renamed into place: processes building at once never read
     half a file."""
     import onnx
 
-    graph = build_graph(model)
+    graph = build_graph(model, weights)
     target.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=target.name, suffix=".part")
     os.close(handle)
@@ -399,7 +404,8 @@ def onnx_encoder_load(*, model_path: Path, name: str, cache_dir: Path, threads: 
     model = encoder_model(model_path)
     try:
         tokenize = batch_tokenizer(model)
-        expected = reference_embed(model, model.weights(), tokenize(list(PROBES)))
+        weights = model.weights()  # read once, for the reference and for a build
+        expected = reference_embed(model, weights, tokenize(list(PROBES)))
         slug = "".join(c if c.isalnum() or c in "-_." else "-" for c in name.strip("/"))[-60:]
         graph = cache_dir / f"{slug}-{model_fingerprint(model_path)}.onnx"
 
@@ -416,14 +422,14 @@ def onnx_encoder_load(*, model_path: Path, name: str, cache_dir: Path, threads: 
                 graph.unlink(missing_ok=True)
         logger.info("Building the ONNX graph of %s at %s", name, graph)
         try:
-            _write(model, graph)
+            _write(model, weights, graph)
         except (
             OSError
         ) as exc:  # a read-only or full cache: the graph is built again by each process, in memory
             logger.warning(
                 "The ONNX graph of %s cannot be cached at %s (%s); it is kept in memory", name, graph, exc
             )
-            encoder = OnnxEncoder(build_graph(model).SerializeToString(), model, threads=threads)
+            encoder = OnnxEncoder(build_graph(model, weights).SerializeToString(), model, threads=threads)
             _check(encoder, expected, name)
             return encoder
         encoder = open_checked()
