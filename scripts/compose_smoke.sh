@@ -39,6 +39,14 @@ trainer=${project}_worker-training_1
 beat=${project}_beat_1
 
 say() { printf 'compose_smoke: %s\n' "$*"; }
+# log_shows_within SECONDS CONTAINER PATTERN: true once the container's log has a line matching PATTERN.
+log_shows_within() {
+  local deadline=$(($(date +%s) + $1))
+  until kb_podman logs "$2" 2>&1 | grep -q "$3"; do
+    [ "$(date +%s)" -lt "$deadline" ] || return 1
+    sleep 5
+  done
+}
 json_get() { python3 -c "import json, sys; d = json.load(open(sys.argv[1])); print($2)" "$1"; }
 
 # The machine's networking, to leave it as found.
@@ -268,13 +276,8 @@ else
 fi
 
 # The models ensure_models queued go to the training queue, which only the training worker serves.
-deadline=$(($(date +%s) + 300))
 # (A task's id in brackets marks a task run; the workers also list every task they know when they start.)
-until kb_podman logs "$trainer" 2>&1 | grep -q 'train_model_version\[.*succeeded'; do
-  [ "$(date +%s)" -lt "$deadline" ] || break
-  sleep 5
-done
-if kb_podman logs "$trainer" 2>&1 | grep -q 'train_model_version\[.*succeeded' &&
+if log_shows_within 300 "$trainer" 'train_model_version\[.*succeeded' &&
   ! kb_podman logs "$worker" 2>&1 | grep -q 'train_model_version\['; then
   ok "the training worker consumes the training queue: a model trained there, none on the ingestion worker"
 else
@@ -282,13 +285,9 @@ else
 fi
 
 # Beat sends the recovery sweeps every minute; the worker running one shows both ends.
-deadline=$(($(date +%s) + 150))
-until kb_podman logs "$worker" 2>&1 | grep -q 'recover_stalled_documents.*succeeded'; do
-  [ "$(date +%s)" -lt "$deadline" ] || break
-  sleep 5
-done
+log_shows_within 150 "$worker" 'recover_stalled_documents.*succeeded' && swept=1 || swept=0
 sent=$(kb_podman logs "$beat" 2>&1 | grep -c 'Sending due task' || true)
-if [ "$sent" -gt 0 ] && kb_podman logs "$worker" 2>&1 | grep -q 'recover_stalled_documents.*succeeded'; then
+if [ "$sent" -gt 0 ] && [ "$swept" = 1 ]; then
   ok "beat runs: $sent due task(s) sent, the worker ran knowledge.tasks.recover_stalled_documents"
 else
   fail "beat runs: $sent due task(s) sent; the worker ran none of them"
