@@ -305,27 +305,11 @@ def bench_logreg(*, repeats: int) -> dict[str, Any]:
     return result
 
 
-def ill_conditioned_data() -> tuple[np.ndarray, np.ndarray]:
-    """The data of ``tests/mlmodels/core/test_core_linear.py``: columns scaled 1 to 0.1, uncentred (means 0 to
-    4), two of them correlated 0.999."""
-    rng = np.random.default_rng(0)
-    Z = rng.standard_normal((300, 6))
-    Z[:, 1] = Z[:, 0] + 0.05 * Z[:, 1]
-    X = Z * np.logspace(0, -1, 6) + np.linspace(0, 4, 6)
-    y = (Z @ rng.standard_normal(6) + 0.7 * rng.standard_normal(300) > 0).astype(int)
-    return X, y
-
-
-def l1_objective(model: Any, X: np.ndarray, y: np.ndarray, C: float, l1_ratio: float) -> float:
-    w = model.coef_.ravel()
-    z = X @ w + model.intercept_[0]
-    return float(
-        C * np.sum(np.logaddexp(0.0, z) - y * z) + l1_ratio * np.abs(w).sum() + 0.5 * (1 - l1_ratio) * w @ w
-    )
-
-
 def bench_l1() -> list[dict[str, Any]]:
     from sklearn.linear_model import LogisticRegression as SklearnLogisticRegression
+
+    # The tests' data and scikit-learn's objective, so that the figures here are the tests' own case.
+    from tests.mlmodels.core.test_core_linear import ill_conditioned_data, sklearn_objective
 
     titanic, titanic_y, _, _ = titanic_matrix()
     ill, ill_y = ill_conditioned_data()
@@ -348,7 +332,7 @@ def bench_l1() -> list[dict[str, Any]]:
             ours = LogisticRegression(penalty=penalty, l1_ratio=l1_ratio, C=C).fit(X, y)  # type: ignore[arg-type]
             ours_seconds = time.perf_counter() - started
             fista = LogisticRegression(penalty=penalty, l1_ratio=l1_ratio, C=C, solver="fista").fit(X, y)  # type: ignore[arg-type]
-        reference = l1_objective(saga, X, y, C, l1_ratio)
+        reference = sklearn_objective(saga, X, y, C=C, l1_ratio=l1_ratio)
         rows.append(
             {
                 "data": name,
@@ -360,9 +344,10 @@ def bench_l1() -> list[dict[str, Any]]:
                 "default_solver": ours.solver_,
                 "default_iterations": ours.n_iter_,
                 "default_seconds": ours_seconds,
-                "default_gap": (l1_objective(ours, X, y, C, l1_ratio) - reference) / reference,
+                "default_gap": (sklearn_objective(ours, X, y, C=C, l1_ratio=l1_ratio) - reference)
+                / reference,
                 "fista_iterations": fista.n_iter_,
-                "fista_gap": (l1_objective(fista, X, y, C, l1_ratio) - reference) / reference,
+                "fista_gap": (sklearn_objective(fista, X, y, C=C, l1_ratio=l1_ratio) - reference) / reference,
             }
         )
     return rows
