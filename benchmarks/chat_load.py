@@ -7,7 +7,14 @@ hybrid search, prompt, the LLM call through the `openai` client, citation check)
 answer and its citations. The reference is the same questions sent, in this process and at the same concurrency,
 straight to the retrieval selector (`knowledge.selectors.chunk_search`: embed and hybrid search, nothing else).
 
-    .venv/bin/python benchmarks/chat_load.py [--clients 1,8,32] [--requests 320] [--workers 2]
+    .venv/bin/python benchmarks/chat_load.py [--clients 1,8,32] [--requests 320] [--workers 2] [--mixed 20]
+
+With `--mixed N` the highest concurrency runs once more while N documents are uploaded through
+`POST /api/documents/` (one per request, from a second staff client) and indexed by a real Celery worker on the
+ingestion queue started for the run (it needs the broker CELERY_BROKER_URL names). It prints that run's
+questions beside the questions-only run, the uploads refused, the documents that did not settle READY within
+`--settle` seconds, and each web worker's resident memory after the load (target: 0 errors, 0 refusals, every
+upload READY, under 2 GB per web process).
 
 It uses the database the settings point at (DATABASE_URL, or the embedded one); it loads the demo collection
 (indexed in this process) and a benchmark user, and leaves both there. The benchmark user's conversations are
@@ -21,6 +28,7 @@ import http.client
 import json
 import os
 import platform
+import re
 import secrets
 import signal
 import socket
@@ -134,6 +142,12 @@ def main() -> int:
     parser.add_argument("--clients", default="1,32", help="comma-separated concurrency levels")
     parser.add_argument("--requests", type=int, default=320, help="questions per level and path")
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers (WEB_CONCURRENCY)")
+    parser.add_argument(
+        "--mixed", type=int, default=0, help="documents uploaded during a last, mixed run (0: none)"
+    )
+    parser.add_argument(
+        "--settle", type=int, default=600, help="seconds the mixed run's uploads may take to index"
+    )
     args = parser.parse_args()
     levels = [int(x) for x in args.clients.split(",")]
 
@@ -154,6 +168,8 @@ def main() -> int:
     call_command("load_demo", now=True, verbosity=0)
     user, _ = User.objects.get_or_create(username="chat-load-benchmark")
     token, _ = Token.objects.get_or_create(user=user)
+    uploader, _ = User.objects.get_or_create(username="chat-load-uploader", defaults={"is_staff": True})
+    upload_token, _ = Token.objects.get_or_create(user=uploader)
     Conversation.objects.filter(owner=user).delete()
 
     stand_in = StandIn().start()
@@ -186,6 +202,7 @@ def main() -> int:
             levels=levels,
             port=port,
             token=token.key,
+            upload_token=upload_token.key,
             user=user,
             selectors=selectors,
             embedder=get_embedder(MINILM),
@@ -200,7 +217,7 @@ def main() -> int:
 
 
 def _measure(  # type: ignore[no-untyped-def]
-    *, args, levels, port, token, user, selectors, embedder, slug, server
+    *, args, levels, port, token, upload_token, user, selectors, embedder, slug, server
 ) -> int:
     deadline = time.time() + 120
     while True:
@@ -292,7 +309,140 @@ def _measure(  # type: ignore[no-untyped-def]
             print(f"  error: {error}")
         if http_run.errors or local_run.errors:
             failed = True
+    if args.mixed:
+        mixed_failed = _mixed(
+            args=args, clients=levels[-1], ask=ask, questions_only=http_run, port=port, upload_token=upload_token,
+            server=server,
+        )  # fmt: skip
+        failed = failed or mixed_failed
     return 1 if failed else 0
+
+
+def _upload_files(count: int) -> list[tuple[str, bytes]]:
+    """`count` real pages of the PostgreSQL manual when Debian's postgresql-doc-15 is there, else made-up ones."""
+    source = Path("/usr/share/doc/postgresql-doc-15/html")
+    pages = sorted(source.glob("*.html")) if source.is_dir() else []
+    pages = pages[:: max(1, len(pages) // max(count, 1))]  # spread over the manual: short pages and long ones
+    if len(pages) >= count:
+        return [(page.name, page.read_bytes()) for page in pages[:count]]
+    words = re.findall(
+        r"\w+", "a table keeps its rows in pages and an index finds them by key without reading the rest"
+    )
+    return [
+        (
+            f"note-{i}.md",
+            (f"# Note {i}\n\n" + " ".join(words[(i + j) % len(words)] for j in range(3000))).encode(),
+        )
+        for i in range(count)
+    ]
+
+
+def _multipart(fields: dict[str, str], name: str, data: bytes) -> tuple[bytes, str]:
+    boundary = secrets.token_hex(16)
+    parts = [
+        f'--{boundary}\r\nContent-Disposition: form-data; name="{key}"\r\n\r\n{value}\r\n'.encode()
+        for key, value in fields.items()
+    ]
+    parts.append(
+        f'--{boundary}\r\nContent-Disposition: form-data; name="files"; filename="{name}"\r\n'
+        "Content-Type: application/octet-stream\r\n\r\n".encode()
+        + data
+        + b"\r\n"
+    )
+    return b"".join(parts) + f"--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
+
+
+def _rss_bytes(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def _web_workers(server: subprocess.Popen[bytes]) -> list[int]:
+    children = Path(f"/proc/{server.pid}/task/{server.pid}/children")
+    return [int(pid) for pid in children.read_text().split()] if children.exists() else []
+
+
+def _mixed(  # type: ignore[no-untyped-def]
+    *, args, clients, ask, questions_only, port, upload_token, server
+) -> bool:
+    """The questions of the highest level again while `args.mixed` documents are uploaded and indexed."""
+    from knowledge import services
+    from knowledge.models import Collection, Document
+
+    slug = f"bench-load-uploads-{int(time.time())}"
+    collection = services.collection_create(name=slug, slug=slug)
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", "ingest", "--concurrency", "1",
+         "--loglevel", "WARNING", "--hostname", f"bench-ingest-{os.getpid()}@%h"],
+        cwd=ROOT, env={**os.environ, "DJANGO_DEBUG": "0", "DJANGO_SECRET_KEY": secrets.token_urlsafe(50),
+                       "DJANGO_ALLOWED_HOSTS": "127.0.0.1"},
+        start_new_session=True, stdout=subprocess.DEVNULL,
+    )  # fmt: skip
+    refusals: list[str] = []
+    try:
+        files = _upload_files(args.mixed)
+
+        def upload_all() -> None:
+            for name, data in files:
+                body, content_type = _multipart({"collection": slug}, name, data)
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=300)
+                try:
+                    conn.request("POST", "/api/documents/", body=body,
+                                 headers={"Authorization": f"Token {upload_token}", "Content-Type": content_type})  # fmt: skip
+                    response = conn.getresponse()
+                    payload = response.read()
+                    if response.status not in (200, 201):
+                        refusals.append(f"{name}: HTTP {response.status} {payload[:200]!r}")
+                except (OSError, http.client.HTTPException) as exc:
+                    refusals.append(f"{name}: {type(exc).__name__}: {exc}")
+                finally:
+                    conn.close()
+
+        uploader = threading.Thread(target=upload_all)
+        uploader.start()
+        mixed = drive("HTTP ask, 20 uploading".replace("20", str(args.mixed)), clients, args.requests, ask)
+        uploader.join()
+        deadline = time.time() + args.settle
+        documents = Document.objects.filter(collection=collection)
+        while (
+            time.time() < deadline
+            and documents.exclude(status__in=[Document.Status.READY, Document.Status.FAILED]).exists()
+        ):
+            time.sleep(2)
+        ready = documents.filter(status=Document.Status.READY).count()
+        not_ready = {
+            str(status): n for status, n in _status_counts(documents) if status != Document.Status.READY
+        }
+        rss = {pid: _rss_bytes(pid) for pid in _web_workers(server)}
+    finally:
+        os.killpg(worker.pid, signal.SIGTERM)
+        worker.wait(timeout=60)
+        Collection.objects.filter(slug=slug).delete()
+    ms_only = [1000 * x for x in questions_only.latencies]
+    ms = [1000 * x for x in mixed.latencies]
+    print(mixed.row())
+    print(
+        f"  mixed run at {clients} clients: p50 {percentile(ms, 0.5):.0f} ms / p95 {percentile(ms, 0.95):.0f} ms "
+        f"against {percentile(ms_only, 0.5):.0f} / {percentile(ms_only, 0.95):.0f} questions only; "
+        f"{len(mixed.errors)} errors; uploads: {len(files)} sent, {len(refusals)} refused, {ready} READY, "
+        f"not READY after the run + {args.settle} s: {not_ready or 'none'}"
+    )
+    print(
+        "  web workers' resident memory after the load: "
+        + ", ".join(f"{value / 2**20:.0f} MB" for value in rss.values())
+        + " (target < 2048 MB each)"
+    )
+    for error in sorted(set(mixed.errors))[:5] + refusals[:5]:
+        print(f"  error: {error}")
+    return bool(mixed.errors or refusals or not_ready or any(value >= 2 * 2**30 for value in rss.values()))
+
+
+def _status_counts(documents):  # type: ignore[no-untyped-def]
+    from django.db.models import Count
+
+    return documents.values_list("status").annotate(n=Count("pk")).values_list("status", "n")
 
 
 def _merge(runs: list[Run]) -> Run:

@@ -619,8 +619,17 @@ def parse_docx(data: bytes, *, fallback_title: str) -> ParsedDocument:
     from docx.text.paragraph import Paragraph
 
     _check_docx_sizes(data)
+    from lxml.etree import XMLSyntaxError
+
     try:
         document = docx.Document(io.BytesIO(data))
+    except XMLSyntaxError as exc:
+        if "too long" in str(exc):  # libxml2 refuses a text node of more than 10 MB
+            raise ParseError(
+                "The Word document holds more than 10 MB of text in one run; it was not read (split the text "
+                "into paragraphs, or the file into smaller documents)."
+            ) from exc
+        raise ParseError(f"The Word document's XML is not valid: {exc}.") from exc
     except (PackageNotFoundError, KeyError, ValueError, zipfile.BadZipFile) as exc:
         raise ParseError(f"The Word document could not be read: {exc}.") from exc
     builder = _Builder()

@@ -59,6 +59,13 @@ def _serialize_adds(collection: Collection) -> None:
         cursor.execute("SELECT pg_advisory_xact_lock(%s::int, %s::int)", [_ADD_LOCK_SPACE, collection.pk])
 
 
+def _megabytes(size: int, limit: int) -> str:
+    """ "x MB; the limit is y MB", in bytes where one decimal would show the two as equal."""
+    if f"{size / 1e6:.1f}" == f"{limit / 1e6:.1f}":
+        return f"{size:,} bytes; the limit is {limit:,} bytes"
+    return f"{size / 1e6:.1f} MB; the limit is {limit / 1e6:.1f} MB"
+
+
 def document_add(
     *,
     collection: Collection,
@@ -80,7 +87,7 @@ def document_add(
     data = content if isinstance(content, bytes) else _read_limited(content)
     if len(data) > settings.KNOWLEDGE_MAX_UPLOAD_BYTES:
         raise DocumentTooLarge(
-            f"{name} is {len(data) / 1e6:.1f} MB; the limit is {settings.KNOWLEDGE_MAX_UPLOAD_BYTES / 1e6:.1f} MB.",
+            f"{name} is {_megabytes(len(data), settings.KNOWLEDGE_MAX_UPLOAD_BYTES)}.",
             limit_bytes=settings.KNOWLEDGE_MAX_UPLOAD_BYTES,
         )
     if not data:

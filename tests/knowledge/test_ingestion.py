@@ -146,6 +146,15 @@ def test_file_over_the_limit_is_refused_before_anything_is_stored(collection, se
     assert Document.objects.count() == 0
 
 
+def test_a_file_just_over_the_limit_is_told_in_bytes_where_megabytes_would_read_as_equal(collection, settings):
+    settings.KNOWLEDGE_MAX_UPLOAD_BYTES = 50 * 1024 * 1024
+
+    with pytest.raises(services.DocumentTooLarge) as refused:
+        services.document_add(collection=collection, name="big.txt", content=b"x" * (50 * 1024 * 1024 + 10))
+
+    assert "52,428,810 bytes; the limit is 52,428,800 bytes" in str(refused.value)
+
+
 def test_a_document_held_by_a_live_worker_is_left_alone(collection):
     added = services.document_add(collection=collection, name="m.md", content=MANUAL.encode(), enqueue=False)
     Document.objects.filter(pk=added.document.pk).update(

@@ -179,6 +179,14 @@ def test_a_docx_whose_markup_alone_is_too_big_to_parse_is_refused(monkeypatch):
         parsing.parse(data, filename="long.docx")
 
 
+def test_a_docx_with_one_run_of_text_longer_than_the_xml_parser_takes_is_refused_with_a_reason():
+    # 11 million characters in one paragraph (libxml2 stops at 10 MB per text node): a 20 KB file.
+    data = documents.docx_bytes([("Normal", "a" * 11_000_000)])
+
+    with pytest.raises(parsing.ParseError, match="more than 10 MB of text in one run"):
+        parsing.parse(data, filename="dense.docx")
+
+
 def test_an_html_page_with_too_many_elements_is_refused_before_it_is_parsed(monkeypatch):
     import bs4
 
