@@ -281,7 +281,7 @@ CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULE = {
     "recover-stalled-documents": {
         "task": "knowledge.tasks.recover_stalled_documents",
-        "schedule": env.float("KNOWLEDGE_RECOVERY_INTERVAL_SECONDS", default=60.0),
+        "schedule": env.float("KNOWLEDGE_RECOVERY_INTERVAL_SECONDS", default=30.0),
     },
     # Files left by an upload whose process was killed before its transaction committed.
     "sweep-orphan-files": {"task": "knowledge.tasks.sweep_orphan_files", "schedule": 3600.0},
@@ -310,8 +310,9 @@ KNOWLEDGE_MAX_REQUEST_BYTES = env.int("KNOWLEDGE_MAX_REQUEST_BYTES", default=500
 KNOWLEDGE_TEXT_SEARCH_CONFIG = env("KNOWLEDGE_TEXT_SEARCH_CONFIG", default="english")
 KNOWLEDGE_INGEST_SOFT_TIME_LIMIT = env.int("KNOWLEDGE_INGEST_SOFT_TIME_LIMIT", default=3600)
 KNOWLEDGE_INGEST_TIME_LIMIT = env.int("KNOWLEDGE_INGEST_TIME_LIMIT", default=3900)
-# A document whose worker has not reported for this long is taken over (its worker died or was killed).
-KNOWLEDGE_INGEST_STALE_SECONDS = env.int("KNOWLEDGE_INGEST_STALE_SECONDS", default=300)
+# A document whose worker has not reported for this long is taken over (its worker died or was killed). A running
+# task reports six times as often from a thread of its own, whatever it is doing, so only a dead worker goes silent.
+KNOWLEDGE_INGEST_STALE_SECONDS = env.int("KNOWLEDGE_INGEST_STALE_SECONDS", default=90)
 KNOWLEDGE_INGEST_MAX_ATTEMPTS = env.int("KNOWLEDGE_INGEST_MAX_ATTEMPTS", default=3)
 # A document still waiting for a worker after this long is enqueued again (a lost message is harmless twice).
 KNOWLEDGE_INGEST_REQUEUE_SECONDS = env.int("KNOWLEDGE_INGEST_REQUEUE_SECONDS", default=3600)

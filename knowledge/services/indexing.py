@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -13,7 +14,7 @@ from datetime import timedelta
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.contrib.postgres.search import SearchVector
-from django.db import transaction
+from django.db import connections, transaction
 from django.db.models import Q, Value
 from django.db.models.expressions import Combinable
 from django.utils import timezone
@@ -62,8 +63,45 @@ def document_ingest(*, document_id: int, task_id: str = "") -> Document:
     the reason; errors of the database connection propagate so that the task is retried.
     Raises DocumentNotFound.
     """
-    documents_index(document_ids=[document_id], task_id=task_id)
+    with _Heartbeat(document_id, task_id):
+        documents_index(document_ids=[document_id], task_id=task_id)
     return Document.objects.get(pk=document_id)
+
+
+class _Heartbeat:
+    """Touches the document's heartbeat from a thread while its task runs, whatever the task is doing (parsing one
+    large file, embedding, waiting for a lock to write), so that the recovery sweep can tell a slow task from a dead
+    worker: only a worker that died stops the heartbeat. Six beats per KNOWLEDGE_INGEST_STALE_SECONDS."""
+
+    def __init__(self, document_id: int, task_id: str) -> None:
+        self.document_id = document_id
+        self.task_id = task_id
+        self.interval = max(1.0, settings.KNOWLEDGE_INGEST_STALE_SECONDS / 6)
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, name=f"heartbeat-{document_id}", daemon=True)
+
+    def __enter__(self) -> _Heartbeat:
+        if self.task_id:  # a worker's run; an in-process run has no sweep to tell anything
+            self.thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop.set()
+        if self.thread.is_alive():
+            self.thread.join(timeout=30)
+
+    def _run(self) -> None:
+        try:
+            while not self.stop.wait(self.interval):
+                try:
+                    Document.objects.filter(
+                        pk=self.document_id, status=Document.Status.PROCESSING, task_id=self.task_id
+                    ).update(heartbeat_at=timezone.now())
+                except TRANSIENT_ERRORS:
+                    logger.warning("heartbeat of document %s failed; trying again", self.document_id)
+                    connections.close_all()
+        finally:
+            connections.close_all()  # this thread's own connections only
 
 
 @dataclass
@@ -382,18 +420,23 @@ def documents_recover_stalled() -> list[int]:
     now = timezone.now()
     stale = now - timedelta(seconds=settings.KNOWLEDGE_INGEST_STALE_SECONDS)
     forgotten = now - timedelta(seconds=settings.KNOWLEDGE_INGEST_REQUEUE_SECONDS)
-    ids = list(
-        Document.objects.filter(
-            Q(status=Document.Status.PROCESSING, heartbeat_at__lt=stale)
-            | Q(status=Document.Status.PENDING, updated_at__lt=forgotten)
-            | Q(status=Document.Status.PENDING, unqueued=True)
-        ).values_list("pk", flat=True)
-    )
-    if ids:
-        # Touch them so that the next sweep does not queue them again before a worker gets to them.
-        Document.objects.filter(pk__in=ids, status=Document.Status.PENDING).update(updated_at=now)
-    for document_id in ids:
-        _enqueue_ingest(document_id)
+    with transaction.atomic():
+        # A row locked by another transaction is being claimed or written: its task is alive, whatever its
+        # heartbeat says, so it is skipped rather than queued a second time (or waited for).
+        ids = list(
+            Document.objects.select_for_update(skip_locked=True)
+            .filter(
+                Q(status=Document.Status.PROCESSING, heartbeat_at__lt=stale)
+                | Q(status=Document.Status.PENDING, updated_at__lt=forgotten)
+                | Q(status=Document.Status.PENDING, unqueued=True)
+            )
+            .values_list("pk", flat=True)
+        )
+        if ids:
+            # Touch them so that the next sweep does not queue them again before a worker gets to them.
+            Document.objects.filter(pk__in=ids, status=Document.Status.PENDING).update(updated_at=now)
+        for document_id in ids:
+            _enqueue_ingest(document_id)  # sent once this transaction commits
     return ids
 
 

@@ -1,3 +1,4 @@
+import time
 from datetime import timedelta
 
 import numpy as np
@@ -146,7 +147,9 @@ def test_file_over_the_limit_is_refused_before_anything_is_stored(collection, se
     assert Document.objects.count() == 0
 
 
-def test_a_file_just_over_the_limit_is_told_in_bytes_where_megabytes_would_read_as_equal(collection, settings):
+def test_a_file_just_over_the_limit_is_told_in_bytes_where_megabytes_would_read_as_equal(
+    collection, settings
+):
     settings.KNOWLEDGE_MAX_UPLOAD_BYTES = 50 * 1024 * 1024
 
     with pytest.raises(services.DocumentTooLarge) as refused:
@@ -343,3 +346,66 @@ def test_an_import_that_loses_the_database_while_parsing_leaves_nothing_processi
     assert not Document.objects.filter(status=Document.Status.PROCESSING).exists()
     # Both groups in flight (the first still being embedded when the second failed) wait for the next import.
     assert Document.objects.filter(status=Document.Status.PENDING).count() == 6
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_sweep_leaves_alone_a_document_whose_task_is_alive_however_long_it_parses(monkeypatch, settings):
+    # The heartbeat comes from a thread of the task's own: a parse longer than the staleness limit (here 3 s,
+    # so a beat every second) does not make the document look abandoned.
+    from knowledge import parsing
+    from knowledge.services import indexing
+
+    settings.KNOWLEDGE_INGEST_STALE_SECONDS = 3
+    collection = CollectionFactory(slug="slow", embedding_model=HASHING)
+    added = services.document_add(collection=collection, name="m.md", content=MANUAL.encode(), enqueue=False)
+    real_parse = parsing.parse
+    swept = []
+
+    def slow_parse(*args, **kwargs):
+        time.sleep(4.5)
+        swept.append(indexing.documents_recover_stalled())
+        return real_parse(*args, **kwargs)
+
+    monkeypatch.setattr(parsing, "parse", slow_parse)
+
+    document = services.document_ingest(document_id=added.document.pk, task_id="alive")
+
+    assert swept == [[]]
+    assert document.status == Document.Status.READY
+    assert document.attempts == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_sweep_skips_a_document_whose_row_a_writer_holds_and_takes_it_once_released(monkeypatch):
+    import threading
+
+    from django.db import connection, transaction
+
+    from knowledge.services import indexing
+
+    collection = CollectionFactory(slug="held", embedding_model=HASHING)
+    added = services.document_add(collection=collection, name="m.md", content=MANUAL.encode(), enqueue=False)
+    Document.objects.filter(pk=added.document.pk).update(
+        status=Document.Status.PROCESSING, task_id="writer", heartbeat_at=timezone.now() - timedelta(days=1)
+    )
+    locked, release = threading.Event(), threading.Event()
+
+    def writer():
+        with transaction.atomic():
+            Document.objects.select_for_update().get(pk=added.document.pk)
+            locked.set()
+            release.wait(30)
+        connection.close()
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    assert locked.wait(30)
+    try:
+        assert indexing.documents_recover_stalled() == []
+    finally:
+        release.set()
+        thread.join(30)
+    sent = []
+    monkeypatch.setattr(indexing, "document_send", lambda *, document_id: sent.append(document_id) or True)
+    assert indexing.documents_recover_stalled() == [added.document.pk]
+    assert sent == [added.document.pk]
