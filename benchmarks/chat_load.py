@@ -374,7 +374,7 @@ def _mixed(  # type: ignore[no-untyped-def]
     slug = f"bench-load-uploads-{int(time.time())}"
     collection = services.collection_create(name=slug, slug=slug)
     worker = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", "ingest", "--concurrency", "1",
+        [sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", "ingest,ingest-retry", "--concurrency", "1",
          "--loglevel", "WARNING", "--hostname", f"bench-ingest-{os.getpid()}@%h"],
         cwd=ROOT, env={**os.environ, "DJANGO_DEBUG": "0", "DJANGO_SECRET_KEY": secrets.token_urlsafe(50),
                        "DJANGO_ALLOWED_HOSTS": "127.0.0.1"},

@@ -12,6 +12,7 @@ from knowledge import services
     acks_late=True,
     reject_on_worker_lost=True,
     autoretry_for=services.TRANSIENT_ERRORS,
+    retry_kwargs={"queue": services.RETRY_QUEUE},  # ahead of the uploads queued since
     retry_backoff=5,
     retry_backoff_max=300,
     retry_jitter=True,

@@ -90,7 +90,8 @@ case "$role" in
     ;;
   worker)
     export KNOWLEDGE_TORCH_THREADS="${KNOWLEDGE_TORCH_THREADS:-$(torch_threads_for "${WORKER_CONCURRENCY:-2}")}"
-    # WORKER_QUEUES: the queues this worker serves (comma-separated: celery, ingest, training; default all).
+    # WORKER_QUEUES: the queues this worker serves (comma-separated: celery, ingest, ingest-retry, training;
+    # default all). A worker of ingest serves ingest-retry too: tasks sent again wait there.
     exec celery -A config worker --loglevel "${WORKER_LOGLEVEL:-INFO}" \
       --concurrency "${WORKER_CONCURRENCY:-2}" --hostname "worker@%h" ${WORKER_QUEUES:+--queues "$WORKER_QUEUES"}
     ;;

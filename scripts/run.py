@@ -63,7 +63,9 @@ def main() -> int:
         children.append(
             (
                 "ingest worker",
-                _start_worker(env, data_dir, "ingest", os.environ.get("KB_WORKER_CONCURRENCY", "2")),
+                _start_worker(
+                    env, data_dir, "ingest,ingest-retry", os.environ.get("KB_WORKER_CONCURRENCY", "2")
+                ),
             )
         )
         children.append(("training worker", _start_worker(env, data_dir, "training", concurrency="1")))
@@ -201,7 +203,7 @@ def _start_worker(
             "--queues",
             queue,
             "--hostname",
-            f"{queue}@%h",
+            f"{queue.split(',', maxsplit=1)[0]}@%h",
             *schedule,
             "--loglevel",
             os.environ.get("KB_WORKER_LOGLEVEL", "INFO"),

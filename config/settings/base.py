@@ -260,10 +260,12 @@ else:
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 # A queue for each kind of work, so that workers of their own concurrency serve each: a long training or a large
 # PDF never holds the slots small uploads wait for. "celery" (the default) carries the rest: re-embedding, the
-# recovery sweeps, statistics. A worker started without -Q consumes all three; `make run`, compose and the deploy
-# guide start one per queue (WORKER_QUEUES in the image).
+# recovery sweeps, statistics. "ingest-retry" carries the ingestion tasks sent again (retried after a database
+# error, or re-queued by the recovery sweep after a worker died), so that they do not wait behind every upload
+# queued since: a worker serving both takes from each in turn. A worker started without -Q consumes them all;
+# `make run`, compose and the deploy guide start one per kind (WORKER_QUEUES in the image).
 CELERY_TASK_DEFAULT_QUEUE = "celery"
-CELERY_TASK_QUEUES = [Queue("celery"), Queue("ingest"), Queue("training")]
+CELERY_TASK_QUEUES = [Queue("celery"), Queue("ingest"), Queue("ingest-retry"), Queue("training")]
 CELERY_TASK_ROUTES = {
     "knowledge.tasks.ingest_document": {"queue": "ingest"},
     "mlmodels.tasks.train_model_version": {"queue": "training"},

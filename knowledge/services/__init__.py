@@ -22,6 +22,7 @@ from knowledge.services.errors import (
     ReembedInProgress,
 )
 from knowledge.services.indexing import (
+    RETRY_QUEUE,
     document_ingest,
     documents_index,
     documents_recover_stalled,
@@ -35,6 +36,7 @@ from knowledge.services.reembed import (
 from knowledge.services.statistics import chunk_statistics_refresh
 
 __all__ = [
+    "RETRY_QUEUE",
     "TRANSIENT_ERRORS",
     "CollectionNotFound",
     "DocumentAdded",

@@ -28,19 +28,23 @@ from knowledge.services.errors import TRANSIENT_ERRORS, DocumentNotFound
 logger = logging.getLogger(__name__)
 
 
-def _enqueue_ingest(document_id: int) -> None:
+RETRY_QUEUE = "ingest-retry"
+
+
+def _enqueue_ingest(document_id: int, *, again: bool = False) -> None:
     # Only after the row is committed, or the worker could look for a document that is not there yet.
-    transaction.on_commit(lambda: document_send(document_id=document_id))
+    transaction.on_commit(lambda: document_send(document_id=document_id, again=again))
 
 
-def document_send(*, document_id: int) -> bool:
+def document_send(*, document_id: int, again: bool = False) -> bool:
     """Send the document's indexing task to the broker; False when the broker cannot be reached. The document is
     stored either way: one not sent is marked `unqueued`, and the recovery sweep sends it once the broker is back
-    (uploading it again does too)."""
+    (uploading it again does too). A task sent `again` (by the recovery sweep) goes to the retry queue, ahead of
+    the uploads queued since."""
     from knowledge.tasks import ingest_document
 
     try:
-        ingest_document.delay(document_id)
+        ingest_document.apply_async((document_id,), queue=RETRY_QUEUE if again else None)
     except BROKER_ERRORS as exc:
         logger.warning("document %s is stored but its task could not be sent: %s", document_id, exc)
         Document.objects.filter(pk=document_id).update(unqueued=True)
@@ -436,7 +440,7 @@ def documents_recover_stalled() -> list[int]:
             # Touch them so that the next sweep does not queue them again before a worker gets to them.
             Document.objects.filter(pk__in=ids, status=Document.Status.PENDING).update(updated_at=now)
         for document_id in ids:
-            _enqueue_ingest(document_id)  # sent once this transaction commits
+            _enqueue_ingest(document_id, again=True)  # sent once this transaction commits
     return ids
 
 

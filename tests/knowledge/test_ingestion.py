@@ -406,6 +406,8 @@ def test_the_sweep_skips_a_document_whose_row_a_writer_holds_and_takes_it_once_r
         release.set()
         thread.join(30)
     sent = []
-    monkeypatch.setattr(indexing, "document_send", lambda *, document_id: sent.append(document_id) or True)
+    monkeypatch.setattr(
+        indexing, "document_send", lambda *, document_id, again: sent.append((document_id, again)) or True
+    )
     assert indexing.documents_recover_stalled() == [added.document.pk]
-    assert sent == [added.document.pk]
+    assert sent == [(added.document.pk, True)]  # to the retry queue, ahead of the uploads queued since
