@@ -22,8 +22,8 @@ from chat import selectors, services
 from chat.forms import AskForm, FeedbackForm, RenameForm
 from chat.models import Conversation, Message
 from chat.streaming import sse_response
-from config.api_errors import status_for
-from config.errors import DomainError, InvalidInput, ObjectNotFound, RateLimited
+from core.api_errors import status_for
+from core.errors import DomainError, InvalidInput, ObjectNotFound, RateLimited
 
 
 def _with_retry_after(response: HttpResponse, exc: DomainError) -> HttpResponse:

@@ -16,8 +16,8 @@ from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotModif
 from django.shortcuts import render
 from django.views.decorators.http import require_GET, require_http_methods
 
-from config.api_errors import status_for
-from config.errors import DomainError, ObjectNotFound
+from core.api_errors import status_for
+from core.errors import DomainError, ObjectNotFound
 from mlmodels import plots, selectors, services
 from mlmodels.models import Kind
 

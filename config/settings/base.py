@@ -65,6 +65,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "ninja",
+    "core",
     "knowledge",
     "chat",
     "mlmodels",
@@ -213,7 +214,7 @@ LOGGING = {
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "config.authentication.TokenAuthentication",
+        "core.authentication.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
@@ -221,7 +222,7 @@ REST_FRAMEWORK = {
     "PAGE_SIZE": env.int("KB_API_PAGE_SIZE", default=50),
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "DEFAULT_SCHEMA_CLASS": "config.openapi.AutoSchema",
-    "EXCEPTION_HANDLER": "config.api_errors.drf_exception_handler",
+    "EXCEPTION_HANDLER": "core.api_errors.drf_exception_handler",
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Knowledge base resource API",

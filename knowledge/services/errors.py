@@ -2,7 +2,7 @@
 
 from django.db import InterfaceError, OperationalError
 
-from config.errors import Conflict, InvalidInput, ObjectNotFound, PayloadTooLarge
+from core.errors import Conflict, InvalidInput, ObjectNotFound, PayloadTooLarge
 
 # Errors of the database connection are worth a retry; anything else about a document is final.
 TRANSIENT_ERRORS: tuple[type[Exception], ...] = (OperationalError, InterfaceError)

@@ -4,7 +4,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from config.errors import InvalidInput
+from core.errors import InvalidInput
 from mlmodels import selectors, services
 from mlmodels.models import ModelVersion
 from mlmodels.services.training import _Heartbeat
