@@ -84,6 +84,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Innermost: a page view's ObjectNotFound becomes the 404 Http404 would give, before the layers above see it.
+    "core.middleware.PageErrorMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
