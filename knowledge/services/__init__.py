@@ -14,7 +14,6 @@ from knowledge.services.documents import (
     file_reader,
 )
 from knowledge.services.errors import (
-    TRANSIENT_ERRORS,
     CollectionNotFound,
     DocumentNotFound,
     DocumentTooLarge,
@@ -35,7 +34,6 @@ from knowledge.services.reembed import (
 from knowledge.services.statistics import chunk_statistics_refresh
 
 __all__ = [
-    "TRANSIENT_ERRORS",
     "CollectionNotFound",
     "DocumentAdded",
     "DocumentNotFound",

@@ -18,11 +18,12 @@ from django.db.models import Q, Value
 from django.db.models.expressions import Combinable
 from django.utils import timezone
 
-from config.celery import BROKER_ERRORS
+from core import jobs
+from core.jobs import BROKER_ERRORS, TRANSIENT_ERRORS
 from knowledge import chunking, parsing
 from knowledge.embeddings import Embedder, get_embedder
 from knowledge.models import Chunk, Collection, Document, DocumentText
-from knowledge.services.errors import TRANSIENT_ERRORS, DocumentNotFound
+from knowledge.services.errors import DocumentNotFound
 
 logger = logging.getLogger(__name__)
 
@@ -162,7 +163,6 @@ def _fail_for(documents: list[Document], exc: Exception) -> None:
 def _claim(document_id: int, task_id: str) -> _Claim | None:
     """Take the document for this run, or say (None) that there is nothing to do."""
     now = timezone.now()
-    stale = now - timedelta(seconds=settings.KNOWLEDGE_INGEST_STALE_SECONDS)
     with transaction.atomic():
         document = (
             Document.objects.select_for_update().select_related("collection").filter(pk=document_id).first()
@@ -171,18 +171,23 @@ def _claim(document_id: int, task_id: str) -> _Claim | None:
             raise DocumentNotFound(f"Document {document_id} does not exist (deleted before it was indexed?).")
         collection = document.collection
         status = document.status
-        if status == Document.Status.READY and (
-            document.indexed_hash == document.content_hash
+        if status == Document.Status.FAILED or (
+            status == Document.Status.READY
+            and document.indexed_hash == document.content_hash
             and document.embedding_model == collection.embedding_model
         ):
             return None
-        if status == Document.Status.PROCESSING:
-            same_task = bool(task_id) and document.task_id == task_id
-            if not same_task and document.heartbeat_at is not None and document.heartbeat_at > stale:
-                return None  # a live worker holds it
-        elif status == Document.Status.FAILED:
+        claim = jobs.job_claim(
+            document,
+            running=Document.Status.PROCESSING,
+            owner=task_id,
+            stale_seconds=settings.KNOWLEDGE_INGEST_STALE_SECONDS,
+            max_attempts=settings.KNOWLEDGE_INGEST_MAX_ATTEMPTS,
+            now=now,
+        )
+        if claim is jobs.Claim.HELD:
             return None
-        if document.attempts >= settings.KNOWLEDGE_INGEST_MAX_ATTEMPTS:
+        if claim is jobs.Claim.EXHAUSTED:
             document.status = Document.Status.FAILED
             document.error = (
                 f"Indexing was interrupted {document.attempts} times (a worker was killed, ran out of memory, "
@@ -190,25 +195,8 @@ def _claim(document_id: int, task_id: str) -> _Claim | None:
             )
             document.save(update_fields=["status", "error", "updated_at"])
             return None
-        document.status = Document.Status.PROCESSING
-        document.error = ""
-        document.progress = 0.0
-        document.attempts += 1
-        document.task_id = task_id
-        document.heartbeat_at = now
         document.processing_started_at = now
-        document.save(
-            update_fields=[
-                "status",
-                "error",
-                "progress",
-                "attempts",
-                "task_id",
-                "heartbeat_at",
-                "processing_started_at",
-                "updated_at",
-            ]
-        )
+        document.save(update_fields=[*jobs.CLAIM_FIELDS, "processing_started_at", "updated_at"])
     return _Claim(document, collection)
 
 
@@ -380,21 +368,26 @@ def documents_recover_stalled() -> list[int]:
     """Queue again the documents whose worker died, those whose message was lost and those whose message could not
     be sent; returns their ids."""
     now = timezone.now()
-    stale = now - timedelta(seconds=settings.KNOWLEDGE_INGEST_STALE_SECONDS)
+    # A stalled one is only sent again: its claim counts the attempts and fails it once it has had them all.
+    stalled = jobs.jobs_recover_stalled(
+        Document.objects.all(),
+        running=Document.Status.PROCESSING,
+        stale_seconds=settings.KNOWLEDGE_INGEST_STALE_SECONDS,
+        now=now,
+        recover=lambda document: _enqueue_ingest(document.pk),
+    )
     forgotten = now - timedelta(seconds=settings.KNOWLEDGE_INGEST_REQUEUE_SECONDS)
-    ids = list(
+    waiting = list(
         Document.objects.filter(
-            Q(status=Document.Status.PROCESSING, heartbeat_at__lt=stale)
-            | Q(status=Document.Status.PENDING, updated_at__lt=forgotten)
-            | Q(status=Document.Status.PENDING, unqueued=True)
+            Q(updated_at__lt=forgotten) | Q(unqueued=True), status=Document.Status.PENDING
         ).values_list("pk", flat=True)
     )
-    if ids:
+    if waiting:
         # Touch them so that the next sweep does not queue them again before a worker gets to them.
-        Document.objects.filter(pk__in=ids, status=Document.Status.PENDING).update(updated_at=now)
-    for document_id in ids:
+        Document.objects.filter(pk__in=waiting, status=Document.Status.PENDING).update(updated_at=now)
+    for document_id in waiting:
         _enqueue_ingest(document_id)
-    return ids
+    return stalled + waiting
 
 
 def documents_wait(

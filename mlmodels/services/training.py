@@ -9,16 +9,17 @@ import math
 import os
 import threading
 from collections.abc import Callable, Mapping
-from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from django.conf import settings
 from django.core.files.base import ContentFile
-from django.db import InterfaceError, OperationalError, connections, transaction
+from django.db import connections, transaction
 from django.db.models import Max
 from django.utils import timezone
 
+from core import jobs
+from core.jobs import BROKER_ERRORS, TRANSIENT_ERRORS
 from mlmodels import selectors
 from mlmodels.models import Kind, ModelVersion
 from mlmodels.selectors import ModelVersionNotFound
@@ -32,9 +33,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-
-# Errors of the database connection are worth a retry of the task; anything else ends the version as FAILED.
-TRANSIENT_ERRORS: tuple[type[Exception], ...] = (OperationalError, InterfaceError)
 
 ProgressCallback = Callable[[int, int, Mapping[str, float]], None]
 
@@ -101,7 +99,6 @@ def enqueue_training(version_id: int) -> None:
 
 
 def _send_training(version_id: int) -> None:
-    from config.celery import BROKER_ERRORS
     from mlmodels.tasks import train_model_version
 
     try:
@@ -140,7 +137,6 @@ def model_version_train(
 def _claim(version_id: int, owner: str) -> ModelVersion | None:
     """Take the version for this run, or say (None) that there is nothing to do."""
     now = timezone.now()
-    stale = now - timedelta(seconds=settings.MLMODELS_TRAIN_STALE_SECONDS)
     with transaction.atomic():
         version = ModelVersion.objects.select_for_update().filter(pk=version_id).first()
         if version is None:
@@ -149,11 +145,17 @@ def _claim(version_id: int, owner: str) -> ModelVersion | None:
             )
         if version.is_finished:
             return None
-        if version.status == ModelVersion.Status.TRAINING:
-            same_owner = version.task_id == owner
-            if not same_owner and version.heartbeat_at is not None and version.heartbeat_at > stale:
-                return None  # a live worker holds it
-        if version.attempts >= settings.MLMODELS_TRAIN_MAX_ATTEMPTS:
+        claim = jobs.job_claim(
+            version,
+            running=ModelVersion.Status.TRAINING,
+            owner=owner,
+            stale_seconds=settings.MLMODELS_TRAIN_STALE_SECONDS,
+            max_attempts=settings.MLMODELS_TRAIN_MAX_ATTEMPTS,
+            now=now,
+        )
+        if claim is jobs.Claim.HELD:
+            return None
+        if claim is jobs.Claim.EXHAUSTED:
             version.status = ModelVersion.Status.FAILED
             version.error = (
                 f"Training was interrupted {version.attempts} times (a worker was killed, ran out of memory, or lost "
@@ -162,16 +164,10 @@ def _claim(version_id: int, owner: str) -> ModelVersion | None:
             version.finished_at = now
             version.save(update_fields=["status", "error", "finished_at", "updated_at"])
             return None
-        version.status = ModelVersion.Status.TRAINING
-        version.attempts += 1
-        version.task_id = owner
-        version.heartbeat_at = now
         version.started_at = now
-        version.progress = 0.0
         version.current_epoch = 0
         version.total_epochs = 0
         version.history = []
-        version.error = ""
         version.save()
     return version
 
