@@ -42,7 +42,7 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix .
 
 typecheck: $(STAMP)
-	$(BIN)/mypy config knowledge chat mlmodels
+	$(BIN)/mypy config knowledge chat mlmodels core
 
 check: lint typecheck deploy-check
 	DJANGO_SETTINGS_MODULE=config.settings.test $(BIN)/python manage.py makemigrations --check --dry-run

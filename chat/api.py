@@ -17,8 +17,8 @@ from ninja.pagination import LimitOffsetPagination, paginate
 from chat import selectors, services
 from chat.models import Conversation, Message
 from chat.streaming import sse_response, stream_response
-from config.api_errors import openai_error_body, openai_error_response
-from config.errors import DomainError, InvalidInput, ServiceUnavailable
+from core.api_errors import openai_error_body, openai_error_response
+from core.errors import DomainError, InvalidInput, ServiceUnavailable
 from knowledge.selectors import collection_list
 
 router = Router(tags=["chat"])

@@ -24,7 +24,7 @@ from django.contrib.auth import get_user_model
 from chat import extractive, services
 from chat.citations import check_citations
 from chat.models import Message
-from config.errors import InvalidInput
+from core.errors import InvalidInput
 from knowledge.evaluation import CorpusImported, jsonl_rows, percentile
 
 if TYPE_CHECKING:

@@ -16,7 +16,7 @@ from typing import Any, Protocol, cast
 
 from django.conf import settings
 
-from config.errors import ServiceUnavailable
+from core.errors import ServiceUnavailable
 
 logger = logging.getLogger(__name__)
 

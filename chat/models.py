@@ -4,7 +4,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
-from config.validators import validate_visible
+from core.validators import validate_visible
 from knowledge.models import Chunk, Collection, Document
 
 

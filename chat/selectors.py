@@ -23,7 +23,7 @@ from django.utils import timezone
 
 from chat.models import Citation, Conversation, Feedback, Message
 from chat.services import ConversationNotFound, MessageNotFound
-from config.errors import ObjectNotFound
+from core.errors import ObjectNotFound
 from knowledge.models import Chunk, Collection, Document
 from knowledge.selectors import (
     Indexing,

@@ -17,8 +17,8 @@ from django.utils import timezone
 
 from chat import pipeline
 from chat.models import Citation, Conversation, Feedback, Message
-from config.errors import InvalidInput, ObjectNotFound, RateLimited
-from config.validators import INVISIBLE, has_invisible
+from core.errors import InvalidInput, ObjectNotFound, RateLimited
+from core.validators import INVISIBLE, has_invisible
 from knowledge.models import Chunk, Document
 from knowledge.selectors import collections_for_search
 

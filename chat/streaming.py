@@ -17,8 +17,8 @@ from django.core.handlers.asgi import ASGIRequest
 from django.core.serializers.json import DjangoJSONEncoder
 from django.http import HttpRequest, StreamingHttpResponse
 
-from config.api_errors import error_body, status_for
-from config.errors import DomainError
+from core.api_errors import error_body, status_for
+from core.errors import DomainError
 
 logger = logging.getLogger(__name__)
 

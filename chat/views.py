@@ -1,6 +1,7 @@
 """The chat pages. Each view parses the request, makes one call into chat.services or chat.selectors, and renders
 the result or the domain error. Every read goes through a selector scoped to the signed-in user, so another
-user's conversation, answer or source is a 404.
+user's conversation, answer or source is a 404 (the selector's ObjectNotFound, which core.middleware turns into
+the site's 404 page).
 
 Asking works without JavaScript (a form post, then a redirect to the answer); chat.js streams the answer instead
 from `ask_stream`, which takes the same form."""
@@ -22,8 +23,8 @@ from chat import selectors, services
 from chat.forms import AskForm, FeedbackForm, RenameForm
 from chat.models import Conversation, Message
 from chat.streaming import sse_response
-from config.api_errors import status_for
-from config.errors import DomainError, InvalidInput, ObjectNotFound, RateLimited
+from core.api_errors import status_for
+from core.errors import DomainError, InvalidInput, RateLimited
 
 
 def _with_retry_after(response: HttpResponse, exc: DomainError) -> HttpResponse:
@@ -37,10 +38,7 @@ def _first_error(form: AskForm | FeedbackForm | RenameForm) -> str:
 
 
 def _own_conversation(request: HttpRequest, conversation_id: int) -> Conversation:
-    try:
-        return selectors.conversation_get(user=request.user, conversation_id=conversation_id)
-    except ObjectNotFound as exc:
-        raise Http404(exc.message) from exc
+    return selectors.conversation_get(user=request.user, conversation_id=conversation_id)
 
 
 def _answer_url(message: Message) -> str:
@@ -78,10 +76,7 @@ def _home_page(
 def _conversation_page(
     request: HttpRequest, conversation_id: int, *, question: str = "", error: str = "", status: int = 200
 ) -> HttpResponse:
-    try:
-        thread = selectors.conversation_thread(user=request.user, conversation_id=conversation_id)
-    except ObjectNotFound as exc:
-        raise Http404(exc.message) from exc
+    thread = selectors.conversation_thread(user=request.user, conversation_id=conversation_id)
     return render(
         request,
         "chat/conversation.html",
@@ -214,10 +209,7 @@ def conversation_delete(request: HttpRequest, conversation_id: int) -> HttpRespo
 @login_required
 @require_POST
 def feedback(request: HttpRequest, message_id: int) -> HttpResponse:
-    try:
-        answer = selectors.message_get(user=request.user, message_id=message_id)
-    except ObjectNotFound as exc:
-        raise Http404(exc.message) from exc
+    answer = selectors.message_get(user=request.user, message_id=message_id)
     form = FeedbackForm(request.POST)
     try:
         if not form.is_valid():
@@ -244,10 +236,7 @@ def feedback(request: HttpRequest, message_id: int) -> HttpResponse:
 @login_required
 @require_GET
 def passage(request: HttpRequest, citation_id: int) -> HttpResponse:
-    try:
-        found = selectors.citation_passage(user=request.user, citation_id=citation_id)
-    except ObjectNotFound as exc:
-        raise Http404(exc.message) from exc
+    found = selectors.citation_passage(user=request.user, citation_id=citation_id)
     return render(request, "chat/passage.html", {"passage": found}, status=410 if found.removed else 200)
 
 

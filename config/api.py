@@ -13,11 +13,11 @@ from ninja.errors import AuthenticationError, HttpError, ValidationError
 
 from chat.api import openai_router as chat_openai_router
 from chat.api import router as chat_router
-from config.api_errors import error_body, install_ninja_handlers, openai_error_response
-from config.authentication import WWW_AUTHENTICATE, ApiTokenAuth, SignedInSession
-from config.errors import DomainError, InvalidInput, ServerError
 from config.middleware import OPENAI_PREFIX, busy_response, waited_for_a_connection
 from config.openapi import document_error_responses
+from core.api_errors import error_body, install_ninja_handlers, openai_error_response
+from core.authentication import WWW_AUTHENTICATE, ApiTokenAuth, SignedInSession
+from core.errors import DomainError, InvalidInput, ServerError
 from mlmodels.api import router as ml_router
 
 

@@ -3,17 +3,12 @@ from pathlib import Path
 from typing import Any
 
 from celery import Celery
-from kombu.exceptions import OperationalError as BrokerOperationalError
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.base")
 
 app = Celery("config")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
-
-
-# What sending a task raises when the broker cannot be reached (kombu wraps the transports' own errors).
-BROKER_ERRORS: tuple[type[Exception], ...] = (BrokerOperationalError, OSError)
 
 
 def ensure_file_broker_folders(broker_url: str, options: dict[str, Any]) -> None:

@@ -15,8 +15,8 @@ from django.shortcuts import render
 from django.template import loader
 from psycopg_pool import PoolTimeout
 
-from config import errors
-from config.api_errors import error_body, openai_error_response
+from core import errors
+from core.api_errors import error_body, openai_error_response
 
 logger = logging.getLogger(__name__)
 

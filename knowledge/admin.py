@@ -16,7 +16,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
-from config.errors import DomainError
+from core.errors import DomainError
 from knowledge import search, services
 from knowledge.embeddings import HASHING, MINILM
 from knowledge.models import Chunk, Collection, Document

@@ -19,7 +19,7 @@ from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from config.errors import InvalidInput, PayloadTooLarge
+from core.errors import InvalidInput, PayloadTooLarge
 from knowledge import selectors, services
 from knowledge.models import Chunk, Collection, Document
 

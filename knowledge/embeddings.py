@@ -21,7 +21,7 @@ import numpy as np
 from django.core.exceptions import ImproperlyConfigured
 from numpy.typing import NDArray
 
-from config.errors import InvalidInput
+from core.errors import InvalidInput
 from knowledge.onnx_encoder import OnnxEncoder, OnnxUnavailable, encoder_model, onnx_encoder_load
 
 logger = logging.getLogger(__name__)

@@ -27,7 +27,7 @@ from typing import Literal
 
 import numpy as np
 
-from config.errors import InvalidInput
+from core.errors import InvalidInput
 from knowledge import services
 from knowledge.baseline import BASELINE_MODES, Baseline, BaselineMode, baseline_build
 from knowledge.embeddings import Embedder

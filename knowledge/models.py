@@ -10,7 +10,7 @@ from django.db import models
 from django.db.models import Exists, OuterRef, Q
 from pgvector.django import HnswIndex, VectorField
 
-from config.validators import validate_visible
+from core.validators import validate_visible
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser, User

@@ -13,7 +13,7 @@ import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-from config.errors import InvalidInput
+from core.errors import InvalidInput
 
 PDF = "application/pdf"
 HTML = "text/html"

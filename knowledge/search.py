@@ -26,7 +26,7 @@ import numpy as np
 from django.conf import settings
 from django.db import connection, transaction
 
-from config.errors import InvalidInput
+from core.errors import InvalidInput
 from knowledge.embeddings import get_embedder
 from knowledge.models import Collection
 

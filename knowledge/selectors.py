@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from django.db.models import Count, F, Q, QuerySet
 
-from config.errors import ObjectNotFound
+from core.errors import ObjectNotFound
 from knowledge import search
 from knowledge.models import Chunk, Collection, Document
 

@@ -4,21 +4,19 @@ from celery import Task, shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 
+from core.jobs import retrying_task
 from knowledge import services
 
 
 @shared_task(
-    bind=True,
-    acks_late=True,
-    reject_on_worker_lost=True,
-    autoretry_for=services.TRANSIENT_ERRORS,
-    retry_kwargs={"queue": services.RETRY_QUEUE},  # ahead of the uploads queued since
-    retry_backoff=5,
-    retry_backoff_max=300,
-    retry_jitter=True,
-    max_retries=8,
-    soft_time_limit=settings.KNOWLEDGE_INGEST_SOFT_TIME_LIMIT,
-    time_limit=settings.KNOWLEDGE_INGEST_TIME_LIMIT,
+    **retrying_task(
+        backoff=5,
+        backoff_max=300,
+        max_retries=8,
+        soft_time_limit=settings.KNOWLEDGE_INGEST_SOFT_TIME_LIMIT,
+        time_limit=settings.KNOWLEDGE_INGEST_TIME_LIMIT,
+        retry_queue=services.RETRY_QUEUE,  # ahead of the uploads queued since
+    )
 )
 def ingest_document(self: Task, document_id: int) -> str:
     try:
@@ -29,15 +27,9 @@ def ingest_document(self: Task, document_id: int) -> str:
 
 
 @shared_task(
-    bind=True,
-    acks_late=True,
-    reject_on_worker_lost=True,
-    autoretry_for=services.TRANSIENT_ERRORS,
-    retry_backoff=5,
-    retry_backoff_max=300,
-    max_retries=8,
-    soft_time_limit=6 * 3600,
-    time_limit=6 * 3600 + 300,
+    **retrying_task(
+        backoff=5, backoff_max=300, max_retries=8, soft_time_limit=6 * 3600, time_limit=6 * 3600 + 300
+    )
 )
 def reembed_collection(self: Task, collection_id: int) -> str:
     try:

@@ -20,7 +20,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.timesince import timesince
 from django.views.decorators.http import require_POST
 
-from config.errors import DomainError
+from core.errors import DomainError
 from mlmodels import selectors, services
 from mlmodels.models import Architecture, Kind, ModelVersion, ModelVersionQuerySet
 

@@ -12,7 +12,7 @@ from django.http import HttpRequest
 from ninja import Field, Query, Router, Schema
 from pydantic import ConfigDict, ValidationError
 
-from config.errors import DomainError, InvalidInput
+from core.errors import DomainError, InvalidInput
 from mlmodels import selectors, services
 from mlmodels.models import ModelVersion
 

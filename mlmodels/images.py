@@ -17,7 +17,7 @@ import numpy as np
 from numpy.typing import NDArray
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from config.errors import InvalidInput, PayloadTooLarge
+from core.errors import InvalidInput, PayloadTooLarge
 
 SIDE = 28
 BOX = 20

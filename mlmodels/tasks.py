@@ -3,20 +3,18 @@
 from celery import Task, shared_task
 from django.conf import settings
 
+from core.jobs import retrying_task
 from mlmodels import services
 
 
 @shared_task(
-    bind=True,
-    acks_late=True,
-    reject_on_worker_lost=True,
-    autoretry_for=services.TRANSIENT_ERRORS,
-    retry_backoff=30,
-    retry_backoff_max=600,
-    retry_jitter=True,
-    max_retries=3,
-    soft_time_limit=settings.MLMODELS_TRAIN_SOFT_TIME_LIMIT,
-    time_limit=settings.MLMODELS_TRAIN_TIME_LIMIT,
+    **retrying_task(
+        backoff=30,
+        backoff_max=600,
+        max_retries=3,
+        soft_time_limit=settings.MLMODELS_TRAIN_SOFT_TIME_LIMIT,
+        time_limit=settings.MLMODELS_TRAIN_TIME_LIMIT,
+    )
 )
 def train_model_version(self: Task, version_id: int) -> str:
     try:

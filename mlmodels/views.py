@@ -16,8 +16,8 @@ from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotModif
 from django.shortcuts import render
 from django.views.decorators.http import require_GET, require_http_methods
 
-from config.api_errors import status_for
-from config.errors import DomainError, ObjectNotFound
+from core.api_errors import status_for
+from core.errors import DomainError, ObjectNotFound
 from mlmodels import plots, selectors, services
 from mlmodels.models import Kind
 
@@ -200,10 +200,7 @@ def titanic(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_GET
 def version(request: HttpRequest, version_id: int) -> HttpResponse:
-    try:
-        detail = selectors.version_detail(version_id=version_id)
-    except ObjectNotFound as exc:
-        raise Http404(exc.message) from exc
+    detail = selectors.version_detail(version_id=version_id)
     running = not detail.version.is_finished
     return render(
         request,
@@ -215,10 +212,7 @@ def version(request: HttpRequest, version_id: int) -> HttpResponse:
 @login_required
 @require_GET
 def version_plot(request: HttpRequest, version_id: int, name: str) -> HttpResponse:
-    try:
-        picture = selectors.version_plot(version_id=version_id, name=name)
-    except ObjectNotFound as exc:
-        raise Http404(exc.message) from exc
+    picture = selectors.version_plot(version_id=version_id, name=name)
     return _png_response(request, picture.png, etag=picture.etag, max_age=86400 if picture.final else 0)
 
 
@@ -267,8 +261,8 @@ def mistakes(request: HttpRequest) -> HttpResponse:
             predicted_label=_int(request.GET.get("predicted"), 0, 9),
             order=order,  # type: ignore[arg-type]
         )
-    except ObjectNotFound as exc:
-        raise Http404(exc.message) from exc
+    except ObjectNotFound:
+        raise  # the site's 404 page, from core.middleware.PageErrorMiddleware
     except DomainError as exc:
         return render(request, "mlmodels/mistakes.html", {"error": exc.message}, status=status_for(exc))
     return render(request, "mlmodels/mistakes.html", {"found": found})
@@ -277,9 +271,6 @@ def mistakes(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_GET
 def mnist_digit(request: HttpRequest, index: int) -> HttpResponse:
-    try:
-        png = selectors.mnist_digit_png(index=index)
-    except ObjectNotFound as exc:
-        raise Http404(exc.message) from exc
+    png = selectors.mnist_digit_png(index=index)
     # The test set is committed and checksummed: a digit's picture never changes.
     return _png_response(request, png, etag=f"mnist-test-{index}", max_age=365 * 86400, immutable=True)

@@ -65,6 +65,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "ninja",
+    "core",
     "knowledge",
     "chat",
     "mlmodels",
@@ -83,6 +84,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Innermost: a page view's ObjectNotFound becomes the 404 Http404 would give, before the layers above see it.
+    "core.middleware.PageErrorMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -213,7 +216,7 @@ LOGGING = {
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "config.authentication.TokenAuthentication",
+        "core.authentication.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
@@ -221,7 +224,7 @@ REST_FRAMEWORK = {
     "PAGE_SIZE": env.int("KB_API_PAGE_SIZE", default=50),
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "DEFAULT_SCHEMA_CLASS": "config.openapi.AutoSchema",
-    "EXCEPTION_HANDLER": "config.api_errors.drf_exception_handler",
+    "EXCEPTION_HANDLER": "core.api_errors.drf_exception_handler",
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Knowledge base resource API",

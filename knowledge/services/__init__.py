@@ -14,7 +14,6 @@ from knowledge.services.documents import (
     file_reader,
 )
 from knowledge.services.errors import (
-    TRANSIENT_ERRORS,
     CollectionNotFound,
     DocumentNotFound,
     DocumentTooLarge,
@@ -37,7 +36,6 @@ from knowledge.services.statistics import chunk_statistics_refresh
 
 __all__ = [
     "RETRY_QUEUE",
-    "TRANSIENT_ERRORS",
     "CollectionNotFound",
     "DocumentAdded",
     "DocumentNotFound",

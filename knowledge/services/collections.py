@@ -6,8 +6,8 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils.text import slugify
 
-from config.errors import Conflict, InvalidInput
-from config.validators import has_invisible, shown
+from core.errors import Conflict, InvalidInput
+from core.validators import has_invisible, shown
 from knowledge.embeddings import check_embedding_model
 from knowledge.models import Collection
 

@@ -19,8 +19,8 @@ from django.db.models import F
 from django.db.models.functions import Greatest
 from django.utils import timezone
 
-from config.errors import DomainError, InvalidInput
-from config.validators import has_invisible, shown
+from core.errors import DomainError, InvalidInput
+from core.validators import has_invisible, shown
 from knowledge import parsing
 from knowledge.models import Collection, Document
 from knowledge.services import indexing

@@ -1,11 +1,6 @@
 """The errors the knowledge services raise."""
 
-from django.db import InterfaceError, OperationalError
-
-from config.errors import Conflict, InvalidInput, ObjectNotFound, PayloadTooLarge
-
-# Errors of the database connection are worth a retry; anything else about a document is final.
-TRANSIENT_ERRORS: tuple[type[Exception], ...] = (OperationalError, InterfaceError)
+from core.errors import Conflict, InvalidInput, ObjectNotFound, PayloadTooLarge
 
 
 class DocumentNotFound(ObjectNotFound):

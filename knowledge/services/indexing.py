@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
-import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -14,16 +14,17 @@ from datetime import timedelta
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.contrib.postgres.search import SearchVector
-from django.db import connections, transaction
+from django.db import transaction
 from django.db.models import Q, Value
 from django.db.models.expressions import Combinable
 from django.utils import timezone
 
-from config.celery import BROKER_ERRORS
+from core import jobs
+from core.jobs import BROKER_ERRORS, TRANSIENT_ERRORS
 from knowledge import chunking, parsing
 from knowledge.embeddings import Embedder, get_embedder
 from knowledge.models import Chunk, Collection, Document, DocumentText
-from knowledge.services.errors import TRANSIENT_ERRORS, DocumentNotFound
+from knowledge.services.errors import DocumentNotFound
 
 logger = logging.getLogger(__name__)
 
@@ -67,45 +68,16 @@ def document_ingest(*, document_id: int, task_id: str = "") -> Document:
     the reason; errors of the database connection propagate so that the task is retried.
     Raises DocumentNotFound.
     """
-    with _Heartbeat(document_id, task_id):
+    # Beats from a thread whatever the run is doing (parsing one large file, embedding, waiting to write), six per
+    # staleness limit, so that the sweep tells a slow run from a dead worker. An in-process run (no task) has none.
+    heartbeat = jobs.Heartbeat(
+        Document.objects.filter(pk=document_id, status=Document.Status.PROCESSING, task_id=task_id),
+        interval=max(1.0, settings.KNOWLEDGE_INGEST_STALE_SECONDS / 6),
+        name=f"document {document_id}",
+    )
+    with heartbeat if task_id else contextlib.nullcontext():
         documents_index(document_ids=[document_id], task_id=task_id)
     return Document.objects.get(pk=document_id)
-
-
-class _Heartbeat:
-    """Touches the document's heartbeat from a thread while its task runs, whatever the task is doing (parsing one
-    large file, embedding, waiting for a lock to write), so that the recovery sweep can tell a slow task from a dead
-    worker: only a worker that died stops the heartbeat. Six beats per KNOWLEDGE_INGEST_STALE_SECONDS."""
-
-    def __init__(self, document_id: int, task_id: str) -> None:
-        self.document_id = document_id
-        self.task_id = task_id
-        self.interval = max(1.0, settings.KNOWLEDGE_INGEST_STALE_SECONDS / 6)
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._run, name=f"heartbeat-{document_id}", daemon=True)
-
-    def __enter__(self) -> _Heartbeat:
-        if self.task_id:  # a worker's run; an in-process run has no sweep to tell anything
-            self.thread.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop.set()
-        if self.thread.is_alive():
-            self.thread.join(timeout=30)
-
-    def _run(self) -> None:
-        try:
-            while not self.stop.wait(self.interval):
-                try:
-                    Document.objects.filter(
-                        pk=self.document_id, status=Document.Status.PROCESSING, task_id=self.task_id
-                    ).update(heartbeat_at=timezone.now())
-                except TRANSIENT_ERRORS:
-                    logger.warning("heartbeat of document %s failed; trying again", self.document_id)
-                    connections.close_all()
-        finally:
-            connections.close_all()  # this thread's own connections only
 
 
 @dataclass
@@ -204,7 +176,6 @@ def _fail_for(documents: list[Document], exc: Exception) -> None:
 def _claim(document_id: int, task_id: str) -> _Claim | None:
     """Take the document for this run, or say (None) that there is nothing to do."""
     now = timezone.now()
-    stale = now - timedelta(seconds=settings.KNOWLEDGE_INGEST_STALE_SECONDS)
     with transaction.atomic():
         document = (
             Document.objects.select_for_update().select_related("collection").filter(pk=document_id).first()
@@ -213,18 +184,23 @@ def _claim(document_id: int, task_id: str) -> _Claim | None:
             raise DocumentNotFound(f"Document {document_id} does not exist (deleted before it was indexed?).")
         collection = document.collection
         status = document.status
-        if status == Document.Status.READY and (
-            document.indexed_hash == document.content_hash
+        if status == Document.Status.FAILED or (
+            status == Document.Status.READY
+            and document.indexed_hash == document.content_hash
             and document.embedding_model == collection.embedding_model
         ):
             return None
-        if status == Document.Status.PROCESSING:
-            same_task = bool(task_id) and document.task_id == task_id
-            if not same_task and document.heartbeat_at is not None and document.heartbeat_at > stale:
-                return None  # a live worker holds it
-        elif status == Document.Status.FAILED:
+        claim = jobs.job_claim(
+            document,
+            running=Document.Status.PROCESSING,
+            owner=task_id,
+            stale_seconds=settings.KNOWLEDGE_INGEST_STALE_SECONDS,
+            max_attempts=settings.KNOWLEDGE_INGEST_MAX_ATTEMPTS,
+            now=now,
+        )
+        if claim is jobs.Claim.HELD:
             return None
-        if document.attempts >= settings.KNOWLEDGE_INGEST_MAX_ATTEMPTS:
+        if claim is jobs.Claim.EXHAUSTED:
             document.status = Document.Status.FAILED
             document.error = (
                 f"Indexing was interrupted {document.attempts} times (a worker was killed, ran out of memory, "
@@ -232,25 +208,8 @@ def _claim(document_id: int, task_id: str) -> _Claim | None:
             )
             document.save(update_fields=["status", "error", "updated_at"])
             return None
-        document.status = Document.Status.PROCESSING
-        document.error = ""
-        document.progress = 0.0
-        document.attempts += 1
-        document.task_id = task_id
-        document.heartbeat_at = now
         document.processing_started_at = now
-        document.save(
-            update_fields=[
-                "status",
-                "error",
-                "progress",
-                "attempts",
-                "task_id",
-                "heartbeat_at",
-                "processing_started_at",
-                "updated_at",
-            ]
-        )
+        document.save(update_fields=[*jobs.CLAIM_FIELDS, "processing_started_at", "updated_at"])
     return _Claim(document, collection)
 
 
@@ -422,26 +381,26 @@ def documents_recover_stalled() -> list[int]:
     """Queue again the documents whose worker died, those whose message was lost and those whose message could not
     be sent; returns their ids."""
     now = timezone.now()
-    stale = now - timedelta(seconds=settings.KNOWLEDGE_INGEST_STALE_SECONDS)
+    # A stalled one is only sent again: its claim counts the attempts and fails it once it has had them all.
+    stalled = jobs.jobs_recover_stalled(
+        Document.objects.all(),
+        running=Document.Status.PROCESSING,
+        stale_seconds=settings.KNOWLEDGE_INGEST_STALE_SECONDS,
+        now=now,
+        recover=lambda document: _enqueue_ingest(document.pk, again=True),
+    )
     forgotten = now - timedelta(seconds=settings.KNOWLEDGE_INGEST_REQUEUE_SECONDS)
-    with transaction.atomic():
-        # A row locked by another transaction is being claimed or written: its task is alive, whatever its
-        # heartbeat says, so it is skipped rather than queued a second time (or waited for).
-        ids = list(
-            Document.objects.select_for_update(skip_locked=True)
-            .filter(
-                Q(status=Document.Status.PROCESSING, heartbeat_at__lt=stale)
-                | Q(status=Document.Status.PENDING, updated_at__lt=forgotten)
-                | Q(status=Document.Status.PENDING, unqueued=True)
-            )
-            .values_list("pk", flat=True)
-        )
-        if ids:
-            # Touch them so that the next sweep does not queue them again before a worker gets to them.
-            Document.objects.filter(pk__in=ids, status=Document.Status.PENDING).update(updated_at=now)
-        for document_id in ids:
-            _enqueue_ingest(document_id, again=True)  # sent once this transaction commits
-    return ids
+    waiting = list(
+        Document.objects.filter(
+            Q(updated_at__lt=forgotten) | Q(unqueued=True), status=Document.Status.PENDING
+        ).values_list("pk", flat=True)
+    )
+    if waiting:
+        # Touch them so that the next sweep does not queue them again before a worker gets to them.
+        Document.objects.filter(pk__in=waiting, status=Document.Status.PENDING).update(updated_at=now)
+    for document_id in waiting:
+        _enqueue_ingest(document_id, again=True)
+    return stalled + waiting
 
 
 def documents_wait(

@@ -8,7 +8,7 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import F
 
-from config.celery import BROKER_ERRORS
+from core.jobs import BROKER_ERRORS
 from knowledge import chunking
 from knowledge.embeddings import check_embedding_model, get_embedder
 from knowledge.models import Chunk, Collection, Document

@@ -10,7 +10,7 @@ import numpy as np
 from django.core.paginator import Page, Paginator
 from numpy.typing import NDArray
 
-from config.errors import InvalidInput, ObjectNotFound
+from core.errors import InvalidInput, ObjectNotFound
 from mlmodels.models import Kind, ModelVersion
 from mlmodels.selectors.versions import (
     NoActiveModel,

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from django.core.cache import cache
 
-from config.errors import ObjectNotFound
+from core.errors import ObjectNotFound
 from mlmodels import plots
 from mlmodels.models import Kind, ModelVersion
 from mlmodels.selectors.digits import mnist_digit_image

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from config.errors import InvalidInput
+from core.errors import InvalidInput
 from mlmodels.models import KEY_METRICS, Kind, ModelVersion
 from mlmodels.selectors.digits import ConfusionCell, confusion_cells
 from mlmodels.selectors.versions import model_version_get

@@ -9,7 +9,7 @@ from typing import Any
 
 from django.db.models import QuerySet
 
-from config.errors import ObjectNotFound, ServiceUnavailable
+from core.errors import ObjectNotFound, ServiceUnavailable
 from mlmodels.models import Kind, ModelVersion
 
 

@@ -26,7 +26,6 @@ from mlmodels.services.registry import (
     model_version_delete,
 )
 from mlmodels.services.training import (
-    TRANSIENT_ERRORS,
     ProgressCallback,
     TrainingFailed,
     model_version_request,
@@ -38,7 +37,6 @@ from mlmodels.services.upkeep import Ensured, model_versions_recover_stalled, mo
 __all__ = [
     "MNIST_OPTIONS",
     "TITANIC_OPTIONS",
-    "TRANSIENT_ERRORS",
     "DigitPrediction",
     "Ensured",
     "ModelVersionNotFound",

@@ -8,7 +8,7 @@ from typing import Any
 
 from django.conf import settings
 
-from config.errors import InvalidInput
+from core.errors import InvalidInput
 from mlmodels.models import ARCHITECTURES_BY_KIND, Architecture, Kind
 
 

@@ -9,7 +9,7 @@ from typing import IO, Any, Literal
 import numpy as np
 from django.conf import settings
 
-from config.errors import InvalidInput
+from core.errors import InvalidInput
 from mlmodels import images, selectors
 from mlmodels.models import Kind, ModelVersion
 

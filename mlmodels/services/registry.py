@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.db import connection, transaction
 from django.utils import timezone
 
-from config.errors import Conflict
+from core.errors import Conflict
 from mlmodels.models import ModelVersion
 from mlmodels.selectors import ModelVersionNotFound
 

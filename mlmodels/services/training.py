@@ -9,16 +9,17 @@ import math
 import os
 import threading
 from collections.abc import Callable, Mapping
-from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from django.conf import settings
 from django.core.files.base import ContentFile
-from django.db import InterfaceError, OperationalError, connections, transaction
+from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
 
+from core import jobs
+from core.jobs import BROKER_ERRORS, TRANSIENT_ERRORS
 from mlmodels import selectors
 from mlmodels.models import Kind, ModelVersion
 from mlmodels.selectors import ModelVersionNotFound
@@ -32,9 +33,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-
-# Errors of the database connection are worth a retry of the task; anything else ends the version as FAILED.
-TRANSIENT_ERRORS: tuple[type[Exception], ...] = (OperationalError, InterfaceError)
 
 ProgressCallback = Callable[[int, int, Mapping[str, float]], None]
 
@@ -101,7 +99,6 @@ def enqueue_training(version_id: int) -> None:
 
 
 def _send_training(version_id: int) -> None:
-    from config.celery import BROKER_ERRORS
     from mlmodels.tasks import train_model_version
 
     try:
@@ -124,7 +121,11 @@ def model_version_train(
     if version is None:
         return selectors.model_version_get(version_id=version_id)
     try:
-        with _Heartbeat(version.pk, owner):
+        with jobs.Heartbeat(
+            ModelVersion.objects.filter(pk=version.pk, status=ModelVersion.Status.TRAINING, task_id=owner),
+            interval=settings.MLMODELS_TRAIN_HEARTBEAT_SECONDS,
+            name=f"model version {version.pk}",
+        ):
             result = _run_training(version, _ProgressRecorder(version.pk, owner, on_progress))
             _record(version, owner, result)
     except TRANSIENT_ERRORS:
@@ -140,7 +141,6 @@ def model_version_train(
 def _claim(version_id: int, owner: str) -> ModelVersion | None:
     """Take the version for this run, or say (None) that there is nothing to do."""
     now = timezone.now()
-    stale = now - timedelta(seconds=settings.MLMODELS_TRAIN_STALE_SECONDS)
     with transaction.atomic():
         version = ModelVersion.objects.select_for_update().filter(pk=version_id).first()
         if version is None:
@@ -149,11 +149,17 @@ def _claim(version_id: int, owner: str) -> ModelVersion | None:
             )
         if version.is_finished:
             return None
-        if version.status == ModelVersion.Status.TRAINING:
-            same_owner = version.task_id == owner
-            if not same_owner and version.heartbeat_at is not None and version.heartbeat_at > stale:
-                return None  # a live worker holds it
-        if version.attempts >= settings.MLMODELS_TRAIN_MAX_ATTEMPTS:
+        claim = jobs.job_claim(
+            version,
+            running=ModelVersion.Status.TRAINING,
+            owner=owner,
+            stale_seconds=settings.MLMODELS_TRAIN_STALE_SECONDS,
+            max_attempts=settings.MLMODELS_TRAIN_MAX_ATTEMPTS,
+            now=now,
+        )
+        if claim is jobs.Claim.HELD:
+            return None
+        if claim is jobs.Claim.EXHAUSTED:
             version.status = ModelVersion.Status.FAILED
             version.error = (
                 f"Training was interrupted {version.attempts} times (a worker was killed, ran out of memory, or lost "
@@ -162,16 +168,10 @@ def _claim(version_id: int, owner: str) -> ModelVersion | None:
             version.finished_at = now
             version.save(update_fields=["status", "error", "finished_at", "updated_at"])
             return None
-        version.status = ModelVersion.Status.TRAINING
-        version.attempts += 1
-        version.task_id = owner
-        version.heartbeat_at = now
         version.started_at = now
-        version.progress = 0.0
         version.current_epoch = 0
         version.total_epochs = 0
         version.history = []
-        version.error = ""
         version.save()
     return version
 
@@ -200,40 +200,6 @@ class _ProgressRecorder:
         )
         if self.forward is not None:
             self.forward(epoch, total, row)
-
-
-class _Heartbeat:
-    """Touches the version's heartbeat every MLMODELS_TRAIN_HEARTBEAT_SECONDS from a thread while it trains.
-
-    An epoch of a large network can take longer than any sensible staleness limit; the heartbeat tells a slow
-    epoch from a dead worker, whose version the recovery sweep then fails instead of leaving it TRAINING."""
-
-    def __init__(self, version_id: int, owner: str) -> None:
-        self.version_id = version_id
-        self.owner = owner
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._run, name=f"heartbeat-{version_id}", daemon=True)
-
-    def __enter__(self) -> _Heartbeat:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop.set()
-        self.thread.join(timeout=10)
-
-    def _run(self) -> None:
-        try:
-            while not self.stop.wait(settings.MLMODELS_TRAIN_HEARTBEAT_SECONDS):
-                try:
-                    ModelVersion.objects.filter(
-                        pk=self.version_id, status=ModelVersion.Status.TRAINING, task_id=self.owner
-                    ).update(heartbeat_at=timezone.now())
-                except TRANSIENT_ERRORS:
-                    logger.warning("heartbeat of model version %s failed; trying again", self.version_id)
-                    connections.close_all()
-        finally:
-            connections.close_all()  # this thread's own connections only
 
 
 def _run_training(version: ModelVersion, progress: ProgressCallback) -> TrainingResult:

@@ -11,6 +11,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from core import jobs
 from mlmodels.models import Kind, ModelVersion
 from mlmodels.services import registry
 from mlmodels.services.options import default_architecture, default_options
@@ -22,36 +23,31 @@ def model_versions_recover_stalled() -> list[int]:
     had MLMODELS_TRAIN_MAX_ATTEMPTS tries, then failed with the reason; those that waited for a worker too long (a
     lost message) are queued again. Returns their ids."""
     now = timezone.now()
-    stale = now - timedelta(seconds=settings.MLMODELS_TRAIN_STALE_SECONDS)
-    touched: list[int] = []
-    stalled = ModelVersion.objects.filter(status=ModelVersion.Status.TRAINING, heartbeat_at__lt=stale)
-    for version_id in stalled.values_list("pk", flat=True):
-        with transaction.atomic():
-            version = (
-                ModelVersion.objects.select_for_update(skip_locked=True)
-                .filter(pk=version_id, status=ModelVersion.Status.TRAINING, heartbeat_at__lt=stale)
-                .first()
-            )
-            if version is None:
-                continue
-            silent = (
-                f"The training process stopped reporting at {version.heartbeat_at:%Y-%m-%d %H:%M:%S %Z} (after "
-                f"epoch {version.current_epoch} of {version.total_epochs}): its worker was killed, ran out of memory "
-                "or lost its machine."
-            )
-            if version.attempts < settings.MLMODELS_TRAIN_MAX_ATTEMPTS:
-                version.status = ModelVersion.Status.PENDING
-                version.error = f"{silent} Queued again (attempt {version.attempts + 1})."
-                version.queued_at = now
-                enqueue_training(version.pk)
-            else:
-                version.status = ModelVersion.Status.FAILED
-                version.error = (
-                    f"{silent} It has had {version.attempts} tries; train a new version to try again."
-                )
-                version.finished_at = now
-            version.save(update_fields=["status", "error", "queued_at", "finished_at", "updated_at"])
-            touched.append(version.pk)
+
+    def recover(version: ModelVersion) -> None:
+        silent = (
+            f"The training process stopped reporting at {version.heartbeat_at:%Y-%m-%d %H:%M:%S %Z} (after "
+            f"epoch {version.current_epoch} of {version.total_epochs}): its worker was killed, ran out of memory "
+            "or lost its machine."
+        )
+        if version.attempts < settings.MLMODELS_TRAIN_MAX_ATTEMPTS:
+            version.status = ModelVersion.Status.PENDING
+            version.error = f"{silent} Queued again (attempt {version.attempts + 1})."
+            version.queued_at = now
+            enqueue_training(version.pk)
+        else:
+            version.status = ModelVersion.Status.FAILED
+            version.error = f"{silent} It has had {version.attempts} tries; train a new version to try again."
+            version.finished_at = now
+        version.save(update_fields=["status", "error", "queued_at", "finished_at", "updated_at"])
+
+    touched = jobs.jobs_recover_stalled(
+        ModelVersion.objects.all(),
+        running=ModelVersion.Status.TRAINING,
+        stale_seconds=settings.MLMODELS_TRAIN_STALE_SECONDS,
+        now=now,
+        recover=recover,
+    )
     waited = now - timedelta(seconds=settings.MLMODELS_TRAIN_REQUEUE_SECONDS)
     for version_id in ModelVersion.objects.filter(
         status=ModelVersion.Status.PENDING, queued_at__lt=waited

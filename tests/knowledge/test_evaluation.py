@@ -8,7 +8,7 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from config.errors import InvalidInput
+from core.errors import InvalidInput
 from knowledge import baseline, evaluation
 from knowledge.embeddings import HashingEmbedder
 from knowledge.models import Collection, Document

@@ -4,10 +4,10 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from config.errors import InvalidInput
+from core import jobs
+from core.errors import InvalidInput
 from mlmodels import selectors, services
 from mlmodels.models import ModelVersion
-from mlmodels.services.training import _Heartbeat
 from tests.mlmodels.conftest import TINY_MNIST
 
 pytestmark = pytest.mark.django_db
@@ -86,7 +86,11 @@ def test_the_heartbeat_shows_a_training_process_is_alive_between_epochs(settings
     long_ago = timezone.now() - timedelta(hours=1)
     ModelVersion.objects.filter(pk=version.pk).update(status="TRAINING", task_id="me", heartbeat_at=long_ago)
 
-    with _Heartbeat(version.pk, "me"):
+    with jobs.Heartbeat(
+        ModelVersion.objects.filter(pk=version.pk, status="TRAINING", task_id="me"),
+        interval=settings.MLMODELS_TRAIN_HEARTBEAT_SECONDS,
+        name="the version",
+    ):
         time.sleep(0.5)
 
     version.refresh_from_db()

@@ -7,7 +7,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import call_command
 
 from chat.models import Conversation, Feedback, Message
-from config.errors import InvalidInput
+from core.errors import InvalidInput
 from knowledge import services as knowledge_services
 from knowledge.models import Collection, Document
 from tests.factories import CollectionFactory

@@ -11,7 +11,7 @@ from tqdm import tqdm
 
 from chat import evaluation
 from chat.llm import llm_configured
-from config.errors import DomainError
+from core.errors import DomainError
 from knowledge import evaluation as retrieval_evaluation
 
 

@@ -8,7 +8,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils.text import slugify
 from tqdm import tqdm
 
-from config.errors import DomainError
+from core.errors import DomainError
 from knowledge import evaluation
 from knowledge.baseline import BASELINE_MODES, OVERLAP_WORDS, WINDOW_WORDS, Baseline
 from knowledge.embeddings import get_embedder

@@ -6,7 +6,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tqdm import tqdm
 
-from config.validators import shown
+from core.validators import shown
 from knowledge import services
 from knowledge.models import Collection, Document
 

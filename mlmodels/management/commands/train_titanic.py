@@ -6,7 +6,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tqdm import tqdm
 
-from config.errors import DomainError
+from core.errors import DomainError
 from mlmodels import selectors, services
 from mlmodels.models import ModelVersion
 

@@ -82,7 +82,7 @@ WWW_AUTHENTICATE = 'Token realm="api"'
 class TokenAuthenticationScheme(OpenApiAuthenticationExtension):
     """Describes the token header in the resource API's OpenAPI schema."""
 
-    target_class = "config.authentication.TokenAuthentication"
+    target_class = "core.authentication.TokenAuthentication"
     name = "tokenAuth"
 
     def get_security_definition(self, auto_schema: Any) -> dict[str, str]:

@@ -1,5 +1,5 @@
 """The base classes of every domain error. Each app defines its own errors next to the code that raises them,
-as subclasses of these; `config.api_errors` maps the categories to HTTP statuses, once per API framework."""
+as subclasses of these; `core.api_errors` maps the categories to HTTP statuses, once per API framework."""
 
 
 class DomainError(Exception):

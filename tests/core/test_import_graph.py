@@ -1,0 +1,143 @@
+"""The floors of the code, read from the source with `ast`: core at the bottom, the apps above it, config (wiring)
+on top. An arrow from a lower floor up fails here, wherever the import sits (module level or inside a function)."""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterator
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+APPS = ("core", "knowledge", "chat", "mlmodels")
+DOMAIN_APPS = ("knowledge", "chat", "mlmodels")
+# The NumPy core is a library of its own: it may import the standard library, NumPy and its own data sets.
+DJANGO_FREE = "mlmodels.core"
+DJANGO = ("django", "rest_framework", "ninja", "celery")
+
+
+def _module_name(path: Path, root: Path) -> str:
+    parts = list(path.relative_to(root).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def _imports(path: Path, root: Path) -> Iterator[tuple[int, str]]:
+    """(line, module) for each module `path` imports; `from a import b` imports `a.b` (a module or a name in `a`)."""
+    name = _module_name(path, root)
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), filename=str(path))):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                yield node.lineno, alias.name
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")[: len(package.split(".")) - (node.level - 1)]
+                base = ".".join([*anchor, base] if base else anchor)
+            if base == "__future__":
+                continue
+            for alias in node.names:
+                yield node.lineno, base if alias.name == "*" else f"{base}.{alias.name}"
+
+
+def _within(module: str, package: str) -> bool:
+    return module == package or module.startswith(f"{package}.")
+
+
+def _source_of(module: str, root: Path) -> list[Path]:
+    """The project's files that importing `module` runs: each package's __init__ on the way, then the module."""
+    parts = module.split(".")
+    files = []
+    for depth in range(1, len(parts) + 1):
+        folder = root.joinpath(*parts[:depth])
+        if (folder / "__init__.py").is_file():
+            files.append(folder / "__init__.py")
+        elif folder.with_suffix(".py").is_file():
+            files.append(folder.with_suffix(".py"))
+            break
+        else:
+            break
+    return files
+
+
+def violations(root: Path) -> list[str]:
+    """Every import under `root` that points up a floor, as "path:line: what is wrong"."""
+    found: set[str] = set()
+    for app in APPS:
+        for path in sorted((root / app).rglob("*.py")):
+            where = path.relative_to(root)
+            name = _module_name(path, root)
+            for line, imported in _imports(path, root):
+                if _within(imported, "config") and not _within(imported, "config.settings"):
+                    found.add(f"{where}:{line}: imports {imported}; app code may import config.settings only")
+                if app == "core" and any(_within(imported, other) for other in DOMAIN_APPS):
+                    found.add(f"{where}:{line}: core imports the app module {imported}")
+            if _within(name, DJANGO_FREE):
+                found.update(_django_reached(path, root))
+    return sorted(found)
+
+
+def _django_reached(start: Path, root: Path) -> list[str]:
+    """Imports of Django (or a framework on it) by `start` or by a project module it imports, transitively."""
+    found = []
+    seen = {start}
+    todo = [start]
+    while todo:
+        path = todo.pop()
+        for line, imported in _imports(path, root):
+            if any(_within(imported, framework) for framework in DJANGO):
+                via = "" if path == start else f", reached from {start.relative_to(root)}"
+                found.append(
+                    f"{path.relative_to(root)}:{line}: imports {imported}{via}; the NumPy core imports no Django"
+                )
+            for source in _source_of(imported, root):
+                if source not in seen:
+                    seen.add(source)
+                    todo.append(source)
+    return found
+
+
+def test_no_import_points_up_a_floor():
+    assert violations(ROOT) == []
+
+
+def _tree(root: Path, files: dict[str, str]) -> Path:
+    for name, text in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    for app in APPS:
+        (root / app).mkdir(exist_ok=True)
+    return root
+
+
+def test_the_check_names_each_kind_of_arrow_up(tmp_path):
+    root = _tree(
+        tmp_path,
+        {
+            "core/__init__.py": "",
+            "core/jobs.py": "def claim():\n    from knowledge.models import Document\n",
+            "knowledge/__init__.py": "",
+            "knowledge/views.py": "from config.errors import ObjectNotFound\nfrom config.settings import base\n",
+            "chat/__init__.py": "",
+            "chat/api.py": "import config.api\nfrom django.conf import settings\n",
+            "mlmodels/__init__.py": "",
+            "mlmodels/helpers.py": "from django.db import models\n",
+            "mlmodels/core/__init__.py": "",
+            "mlmodels/core/net.py": "import numpy as np\nfrom .. import helpers\n",
+            "mlmodels/core/fit.py": "from django.conf import settings\n",
+        },
+    )
+
+    found = violations(root)
+
+    assert sorted(found) == sorted(
+        [
+            "core/jobs.py:2: core imports the app module knowledge.models.Document",
+            "knowledge/views.py:1: imports config.errors.ObjectNotFound; app code may import config.settings only",
+            "chat/api.py:1: imports config.api; app code may import config.settings only",
+            "mlmodels/core/fit.py:1: imports django.conf.settings; the NumPy core imports no Django",
+            "mlmodels/helpers.py:1: imports django.db.models, reached from mlmodels/core/net.py; the NumPy core imports no Django",
+        ]
+    )
