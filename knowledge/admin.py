@@ -43,7 +43,9 @@ class MultipleFileField(forms.FileField):
 
 
 class UploadForm(forms.Form):
-    documents = MultipleFileField(help_text="Choose one or many files (PDF, HTML, Markdown, text, Word).")
+    documents = MultipleFileField(
+        help_text="Choose one or many files (PDF, HTML, Markdown, text, Word, Excel, CSV, PowerPoint, EPUB)."
+    )
 
 
 class ReembedForm(forms.Form):

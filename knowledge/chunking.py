@@ -4,9 +4,10 @@ Sections first (a chunk never spans two heading paths), then paragraphs, then se
 the rare sentence longer than the budget. Sizes are measured with the embedding model's own tokenizer, and bounded
 in characters too: the tokenizer reads a run of over 100 characters without a space as one token, so a long enough
 line would otherwise make one chunk of megabytes. No chunk is longer than MAX_CHUNK_CHARS; a run longer than that is
-cut at a space where it has one, hard where it has none. Chunks
-overlap by whole sentences, up to an overlap budget. The text that is embedded carries the document title and
-the heading path, so that a chunk reads on its own ("Configuration › Autovacuum: ... it runs every minute").
+cut at a space where it has one, hard where it has none. Chunks overlap by whole sentences, up to an overlap budget.
+A block of table rows (which the parser starts with the table's header row) is kept whole when it fits, so that a
+chunk of rows still says which column is which. The text that is embedded carries the document title and the
+heading path, so that a chunk reads on its own ("Configuration › Autovacuum: ... it runs every minute").
 """
 
 from __future__ import annotations
@@ -108,11 +109,17 @@ def embedding_prefix(*, title: str, section: str, tokenizer: Tokenizer) -> str:
 
 def _units(block: Block, text: str, tokenizer: Tokenizer, budget: int, max_chars: int) -> Iterator[_Unit]:
     first = True
-    spans = (
-        piece
-        for span in _sentence_spans(text, block.start, block.end)
-        for piece in _character_pieces(text, *span, max_chars)
-    )
+    if block.table:
+        # Table rows stay together with the header row their block starts with; a block too big for one chunk (a
+        # row longer than a chunk) is cut between rows, not inside a cell's sentences.
+        tokens = tokenizer.count(text[block.start : block.end])
+        if tokens <= budget and block.end - block.start <= max_chars:
+            yield _Unit(block.start, block.end, tokens, block.page, True)
+            return
+        sentences: Iterator[tuple[int, int]] = _line_spans(text, block.start, block.end)
+    else:
+        sentences = _sentence_spans(text, block.start, block.end)
+    spans = (piece for span in sentences for piece in _character_pieces(text, *span, max_chars))
     for start, end in spans:
         tokens = tokenizer.count(text[start:end])
         if tokens <= budget:
@@ -140,6 +147,15 @@ def _sentence_spans(text: str, start: int, end: int) -> Iterator[tuple[int, int]
         position = start + match.end()
     if position < end:
         yield from _strip_span(text, position, end)
+
+
+def _line_spans(text: str, start: int, end: int) -> Iterator[tuple[int, int]]:
+    position = start
+    while position < end:
+        cut = text.find("\n", position, end)
+        cut = end if cut < 0 else cut
+        yield from _strip_span(text, position, cut)
+        position = cut + 1
 
 
 def _strip_span(text: str, start: int, end: int) -> Iterator[tuple[int, int]]:

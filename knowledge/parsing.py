@@ -1,32 +1,62 @@
 """Turn the bytes of a file into text blocks that know their heading path and page.
 
-The format is decided from the content (magic bytes, decodability, markup), the file name only breaks ties
-between text formats. Every failure is a `ParseError` whose message is shown to staff as the document's error.
+The format is decided from the content (magic bytes, a zip's members, decodability, markup), the file name only
+breaks ties between text formats (Markdown, CSV, TSV). Tables, whatever the format, become blocks of Markdown rows
+that each start with the table's header row. Every failure is a `ParseError` whose message is shown to staff as the document's error.
 """
 
 from __future__ import annotations
 
+import contextlib
+import csv
+import datetime
 import io
 import re
 import unicodedata
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from core.errors import InvalidInput
+
+if TYPE_CHECKING:
+    from bs4 import Tag
+    from pptx.shapes.base import BaseShape
 
 PDF = "application/pdf"
 HTML = "text/html"
 MARKDOWN = "text/markdown"
 TEXT = "text/plain"
 DOCX = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
-SUPPORTED = (PDF, HTML, MARKDOWN, TEXT, DOCX)
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+PPTX = "application/vnd.openxmlformats-officedocument.presentationml.presentation"
+EPUB = "application/epub+zip"
+CSV = "text/csv"
+TSV = "text/tab-separated-values"
+SUPPORTED = (PDF, HTML, MARKDOWN, TEXT, DOCX, XLSX, PPTX, EPUB, CSV, TSV)
+# The file names a folder walk picks up (`manage.py ingest DIR`); a file named on its own is always read, by content.
+FILE_SUFFIXES = frozenset(
+    {".pdf", ".html", ".htm", ".xhtml", ".md", ".markdown", ".txt", ".text", ".rst"}
+    | {".docx", ".xlsx", ".xlsm", ".pptx", ".epub", ".csv", ".tsv"}
+)
 
-# A DOCX is a zip; one whose parts would inflate past this is treated as a bomb, not parsed. Counted as the parts
-# are inflated, never taken from the zip's headers (which can under-state it). Its XML parts have a bound of their
-# own: the XML tree python-docx builds takes about twenty times their size in memory.
-MAX_DOCX_UNCOMPRESSED = 200 * 1024 * 1024
-MAX_DOCX_XML = 48 * 1024 * 1024
+# DOCX, XLSX, PPTX and EPUB are zips; one whose members would inflate past this is treated as a bomb, not parsed.
+# Counted as the members are inflated, never taken from the zip's headers (which can under-state it). Its XML parts
+# have a bound of their own: the XML tree python-docx and python-pptx build takes about twenty times their size in
+# memory (a workbook's sheets are exempt: they are streamed, never held as a tree).
+MAX_ZIP_UNCOMPRESSED = 200 * 1024 * 1024
+MAX_ZIP_XML = 48 * 1024 * 1024
+# Spreadsheets and CSV are read a row at a time; what they may produce is bounded, counted as they are read, so that
+# a sheet that claims a million columns or rows is refused instead of filling the worker's memory (a 100,000-row,
+# 10-column CSV is a million cells).
+MAX_SHEET_ROWS = 1_000_000
+MAX_SHEET_CELLS = 5_000_000
+MAX_SHEET_CHARS = 32 * 1024 * 1024
+# Table rows go into blocks of at most this many characters, each starting with the table's header row: Markdown
+# table text reads at about 2.6 characters per token (measured with all-MiniLM-L6-v2's tokenizer), so a block is
+# 150-200 tokens and fits one chunk (KNOWLEDGE_CHUNK_TOKENS, 200) whole, header included.
+TABLE_BLOCK_CHARS = 400
 # The parsed tree of an HTML page takes about 2.5 KB of memory per element: a page with more is refused, counted
 # before it is parsed (a long page of a manual has some thousands).
 MAX_HTML_ELEMENTS = 250_000
@@ -50,6 +80,8 @@ class Block:
     page: int | None
     start: int
     end: int
+    # Rows of a table (Markdown, starting with its header row): the chunker keeps such a block whole.
+    table: bool = False
 
 
 @dataclass
@@ -74,12 +106,16 @@ class _Builder:
         self.headings.append(text)
         self._append(text)
 
-    def add_block(self, text: str, headings: tuple[str, ...], page: int | None) -> None:
+    def add_block(
+        self, text: str, headings: tuple[str, ...], page: int | None, *, table: bool = False
+    ) -> None:
         text = text.strip()
         if not text:
             return
         start = self._append(text)
-        self.blocks.append(Block(text=text, headings=headings, page=page, start=start, end=start + len(text)))
+        self.blocks.append(
+            Block(text=text, headings=headings, page=page, start=start, end=start + len(text), table=table)
+        )
 
     def _append(self, text: str) -> int:
         if self.parts:
@@ -118,13 +154,7 @@ def detect_media_type(data: bytes, filename: str = "") -> str:
     if data.startswith(b"%PDF-") or data[:1024].lstrip().startswith(b"%PDF-"):
         return PDF
     if data.startswith(b"PK\x03\x04"):
-        try:
-            with zipfile.ZipFile(io.BytesIO(data)) as archive:
-                if "word/document.xml" in archive.namelist():
-                    return DOCX
-        except zipfile.BadZipFile:
-            pass
-        raise UnsupportedType("Unsupported type: a ZIP archive that is not a Word (.docx) document.")
+        return _zip_media_type(data)
     signature = _binary_signature(data)
     if signature:
         raise UnsupportedType(f"Unsupported type: {signature}.")
@@ -139,11 +169,45 @@ def detect_media_type(data: bytes, filename: str = "") -> str:
         return HTML
     if lowered_name.endswith((".md", ".markdown", ".mdown", ".mkd")):
         return MARKDOWN
+    if lowered_name.endswith(".csv"):
+        return CSV
+    if lowered_name.endswith((".tsv", ".tab")):
+        return TSV
     if re.search(r"^#{1,6} \S", text[:20000], re.MULTILINE) and re.search(
         r"^(\s*[-*] |\s*\d+\. |```)", text, re.M
     ):
         return MARKDOWN
     return TEXT
+
+
+# The member that names an Office Open XML package's kind, and the one an OpenDocument or EPUB file starts with.
+_OOXML_MAIN_PARTS = (("word/document.xml", DOCX), ("xl/workbook.xml", XLSX), ("ppt/presentation.xml", PPTX))
+
+
+def _zip_media_type(data: bytes) -> str:
+    """DOCX, XLSX, PPTX or EPUB, from the members of the zip (never its name); raises UnsupportedType."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            names = set(archive.namelist())
+            mimetype = b""
+            if "mimetype" in names:
+                with archive.open("mimetype") as member:
+                    mimetype = member.read(100).strip()
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, NotImplementedError) as exc:
+        raise UnsupportedType(f"Unsupported type: a damaged ZIP archive ({exc}).") from exc
+    if mimetype == EPUB.encode():
+        return EPUB
+    if mimetype.startswith(b"application/vnd.oasis.opendocument"):
+        raise UnsupportedType(
+            "Unsupported type: an OpenDocument file (save it as .docx, .xlsx, .pptx or PDF and upload that)."
+        )
+    if "[Content_Types].xml" in names:
+        for part, media_type in _OOXML_MAIN_PARTS:
+            if part in names:
+                return media_type
+    raise UnsupportedType(
+        "Unsupported type: a ZIP archive that is not a Word (.docx), Excel (.xlsx), PowerPoint (.pptx) or EPUB file."
+    )
 
 
 _SIGNATURES: tuple[tuple[bytes, str], ...] = (
@@ -155,7 +219,7 @@ _SIGNATURES: tuple[tuple[bytes, str], ...] = (
     (b"Rar!", "a RAR archive"),
     (b"\x7fELF", "an executable program"),
     (b"MZ", "a Windows executable"),
-    (b"\xd0\xcf\x11\xe0", "a legacy Microsoft Office file (save it as .docx or PDF)"),
+    (b"\xd0\xcf\x11\xe0", "a legacy Microsoft Office file (save it as .docx, .xlsx, .pptx or PDF)"),
     (b"ID3", "an audio file"),
     (b"OggS", "an audio or video file"),
     (b"SQLite format 3", "an SQLite database"),
@@ -251,7 +315,15 @@ def parse(
         return parse_pdf(data, fallback_title=fallback_title, on_page=on_page)
     if media_type == DOCX:
         return parse_docx(data, fallback_title=fallback_title)
+    if media_type == XLSX:
+        return parse_xlsx(data, fallback_title=fallback_title, on_page=on_page)
+    if media_type == PPTX:
+        return parse_pptx(data, fallback_title=fallback_title, on_page=on_page)
+    if media_type == EPUB:
+        return parse_epub(data, fallback_title=fallback_title, on_page=on_page)
     text = decode_text(data)
+    if media_type in (CSV, TSV):
+        return parse_csv(text, fallback_title=fallback_title, tabs=media_type == TSV)
     if media_type == HTML:
         return parse_html(text, fallback_title=fallback_title)
     if media_type == MARKDOWN:
@@ -398,18 +470,37 @@ _HEADING_TAGS = {"h1": 1, "h2": 2, "h3": 3, "h4": 4, "h5": 5, "h6": 6}
 
 def parse_html(text: str, *, fallback_title: str) -> ParsedDocument:
     """Blocks of an HTML page; raises ParseError for a page too big or too deeply nested to read in bounded memory."""
+    _check_html_elements(text, what="page")
+    builder = _Builder()
+    page_title, first_h1 = _html_into(builder, text)
+    return builder.build(HTML, page_title or first_h1 or fallback_title)
+
+
+def _check_html_elements(text: str, *, what: str) -> None:
     elements = sum(1 for _ in _HTML_TAG_START.finditer(text))
     if elements > MAX_HTML_ELEMENTS:
         raise ParseError(
-            f"The page has {elements:,} elements; at most {MAX_HTML_ELEMENTS:,} are read (split it into smaller pages)."
+            f"The {what} has {elements:,} elements; at most {MAX_HTML_ELEMENTS:,} are read "
+            "(split it into smaller pages)."
         )
+
+
+def _html_into(
+    builder: _Builder, text: str, *, chrome: tuple[str, ...] = _DROP_TAGS, outer: tuple[str, ...] = ()
+) -> tuple[str, str]:
+    """Add the blocks of an HTML page to `builder`, under the heading path `outer`; its <title> and first <h1>.
+
+    `chrome` are the elements dropped as navigation and decoration (an e-book's chapter keeps its <header>, which
+    holds the chapter's heading). Raises ParseError for a page nested too deeply to read."""
     try:
-        return _parse_html_tree(text, fallback_title=fallback_title)
+        return _html_tree_into(builder, text, chrome=chrome, outer=outer)
     except RecursionError as exc:
         raise ParseError("The page's elements are nested too deeply to be read.") from exc
 
 
-def _parse_html_tree(text: str, *, fallback_title: str) -> ParsedDocument:
+def _html_tree_into(
+    builder: _Builder, text: str, *, chrome: tuple[str, ...], outer: tuple[str, ...]
+) -> tuple[str, str]:
     import warnings
 
     from bs4 import BeautifulSoup, Comment, NavigableString, Tag, XMLParsedAsHTMLWarning
@@ -422,7 +513,7 @@ def _parse_html_tree(text: str, *, fallback_title: str) -> ParsedDocument:
     page_title = " ".join(title_tag.get_text(" ").split()) if title_tag else ""
     for comment in soup.find_all(string=lambda s: isinstance(s, Comment)):
         comment.extract()
-    for tag in soup.find_all(_DROP_TAGS):
+    for tag in soup.find_all(chrome):
         tag.decompose()
     for tag in soup.find_all(
         lambda tag: tag.get("role") in ("navigation", "banner", "contentinfo", "search")
@@ -439,8 +530,7 @@ def _parse_html_tree(text: str, *, fallback_title: str) -> ParsedDocument:
         or soup
     )
 
-    builder = _Builder()
-    headings: list[tuple[int, str]] = []
+    headings: list[tuple[int, str]] = [(0, heading) for heading in outer]
     buffer: list[str] = []
     first_h1 = ""
     label = ""  # an admonition's label ("Note"), put before the first paragraph inside it
@@ -464,7 +554,16 @@ def _parse_html_tree(text: str, *, fallback_title: str) -> ParsedDocument:
             if not isinstance(child, Tag):
                 continue
             name = child.name or ""
-            if name == "tr":
+            if name == "table" and _is_data_table(child):
+                flush()
+                caption = child.find("caption")
+                if caption is not None:
+                    builder.add_block(
+                        " ".join(caption.get_text(" ").split()), tuple(h for _, h in headings), None
+                    )
+                header, rows = _html_table_rows(child)
+                _add_table(builder, rows, header=header, headings=tuple(h for _, h in headings), page=None)
+            elif name == "tr":
                 flush()
                 cells = [" ".join(cell.get_text(" ").split()) for cell in child.find_all(["td", "th"])]
                 builder.add_block(" | ".join(c for c in cells if c), tuple(h for _, h in headings), None)
@@ -497,7 +596,29 @@ def _parse_html_tree(text: str, *, fallback_title: str) -> ParsedDocument:
 
     walk(root)
     flush()
-    return builder.build(HTML, page_title or first_h1 or fallback_title)
+    return page_title, first_h1
+
+
+def _is_data_table(table: Tag) -> bool:
+    """A table of data, not one that lays out a page: no table inside it, and more than one column."""
+    if table.get("role") in ("presentation", "none") or table.find("table") is not None:
+        return False
+    return any(len(row.find_all(["td", "th"], recursive=False)) > 1 for row in table.find_all("tr"))
+
+
+def _html_table_rows(table: Tag) -> tuple[list[str] | None, list[list[str]]]:
+    """The header row (the <thead>'s, or a first row of <th> cells) and the other rows of an HTML table."""
+    rows: list[list[str]] = []
+    header: list[str] | None = None
+    for index, row in enumerate(table.find_all("tr")):
+        cells = row.find_all(["td", "th"], recursive=False)
+        texts = [" ".join(cell.get_text(" ").split()) for cell in cells]
+        in_head = row.find_parent("thead") is not None
+        if index == 0 and (in_head or all(cell.name == "th" for cell in cells)):
+            header = texts
+        else:
+            rows.append(texts)
+    return header, rows
 
 
 # --- PDF -----------------------------------------------------------------------------------------------------------
@@ -582,34 +703,44 @@ def _pdf_outline(pdf: object) -> Callable[[int], tuple[str, ...]]:
 # --- DOCX ----------------------------------------------------------------------------------------------------------
 
 
-def _check_docx_sizes(data: bytes) -> None:
-    """Inflate every part in 1 MB pieces, counting, and stop at the first bound passed: the headers' sizes are not
+_ZIP_KINDS = {
+    DOCX: "Word document",
+    XLSX: "Excel workbook",
+    PPTX: "PowerPoint presentation",
+    EPUB: "EPUB book",
+}
+
+
+def _check_zip_sizes(data: bytes, *, media_type: str) -> None:
+    """Inflate every member in 1 MB pieces, counting, and stop at the first bound passed: the headers' sizes are not
     trusted (a bomb can state small ones and fail only at the CRC, after inflating), nor held in memory."""
+    kind = _ZIP_KINDS[media_type]
+    bomb = f"The {kind} expands to more than {MAX_ZIP_UNCOMPRESSED // (1024 * 1024)} MB (a ZIP bomb?); it was not read."
     total = xml = 0
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
             declared = sum(info.file_size for info in archive.infolist())
-            if declared > MAX_DOCX_UNCOMPRESSED:
-                raise ParseError(
-                    "The Word document expands to more than 200 MB (a ZIP bomb?); it was not read."
-                )
+            if declared > MAX_ZIP_UNCOMPRESSED:
+                raise ParseError(bomb)
             for info in archive.infolist():
-                is_xml = info.filename.lower().endswith((".xml", ".rels"))
+                name = info.filename.lower()
+                # A workbook's sheets are streamed by openpyxl, never held as a tree: only the total bounds them.
+                is_xml = name.endswith((".xml", ".rels", ".opf", ".ncx")) and not (
+                    media_type == XLSX and name.startswith("xl/worksheets/")
+                )
                 with archive.open(info) as member:
                     while piece := member.read(1024 * 1024):
                         total += len(piece)
                         xml += len(piece) if is_xml else 0
-                        if total > MAX_DOCX_UNCOMPRESSED:
+                        if total > MAX_ZIP_UNCOMPRESSED:
+                            raise ParseError(bomb)
+                        if xml > MAX_ZIP_XML:
                             raise ParseError(
-                                "The Word document expands to more than 200 MB (a ZIP bomb?); it was not read."
-                            )
-                        if xml > MAX_DOCX_XML:
-                            raise ParseError(
-                                f"The Word document's text and markup expand to more than "
-                                f"{MAX_DOCX_XML // (1024 * 1024)} MB; it was not read (split it into smaller files)."
+                                f"The {kind}'s text and markup expand to more than "
+                                f"{MAX_ZIP_XML // (1024 * 1024)} MB; it was not read (split it into smaller files)."
                             )
     except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, NotImplementedError) as exc:
-        raise ParseError(f"The Word document could not be read: {exc}.") from exc
+        raise ParseError(f"The {kind} could not be read: {exc}.") from exc
 
 
 def parse_docx(data: bytes, *, fallback_title: str) -> ParsedDocument:
@@ -617,10 +748,9 @@ def parse_docx(data: bytes, *, fallback_title: str) -> ParsedDocument:
     from docx.opc.exceptions import PackageNotFoundError
     from docx.table import Table
     from docx.text.paragraph import Paragraph
-
-    _check_docx_sizes(data)
     from lxml.etree import XMLSyntaxError
 
+    _check_zip_sizes(data, media_type=DOCX)
     try:
         document = docx.Document(io.BytesIO(data))
     except XMLSyntaxError as exc:
@@ -652,7 +782,323 @@ def parse_docx(data: bytes, *, fallback_title: str) -> ParsedDocument:
                 builder.add_block(text, tuple(h for _, h in headings), None)
         elif tag == "tbl":
             table = Table(element, document)
-            for row in table.rows:
-                cells = [cell.text.strip() for cell in row.cells]
-                builder.add_block(" | ".join(c for c in cells if c), tuple(h for _, h in headings), None)
+            rows = (_docx_row_cells(row) for row in table.rows)
+            header = next(rows, None)
+            _add_table(builder, rows, header=header, headings=tuple(h for _, h in headings), page=None)
     return builder.build(DOCX, title or fallback_title)
+
+
+def _docx_row_cells(row: object) -> list[str]:
+    """The texts of a Word table row, a merged cell once (python-docx repeats it for every grid column it spans)."""
+    cells: list[str] = []
+    previous = None
+    for cell in row.cells:  # type: ignore[attr-defined]
+        if previous is not None and cell._tc is previous:
+            continue
+        previous = cell._tc
+        cells.append(cell.text)
+    return cells
+
+
+# --- Tables --------------------------------------------------------------------------------------------------------
+
+
+def _cell_text(value: object) -> str:
+    """A cell's value as one line of Markdown table text."""
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        text = str(int(value)) if value.is_integer() and abs(value) < 1e15 else repr(value)
+    elif isinstance(value, datetime.datetime):
+        text = (
+            value.date().isoformat() if value.time() == datetime.time() else value.isoformat(" ", "seconds")
+        )
+    elif isinstance(value, datetime.date | datetime.time):
+        text = value.isoformat()
+    else:
+        text = str(value)
+    return " ".join(text.split()).replace("|", "\\|")
+
+
+def _markdown_row(cells: Sequence[str]) -> str:
+    return "| " + " | ".join(cells) + " |"
+
+
+def _add_table(
+    builder: _Builder,
+    rows: Iterable[Sequence[object]],
+    *,
+    header: Sequence[object] | None,
+    headings: tuple[str, ...],
+    page: int | None,
+) -> None:
+    """A table's rows as blocks of Markdown rows of about TABLE_BLOCK_CHARS, each block starting with the header row,
+    so that a chunk of rows still says which column is which. A header too wide to repeat in every block (a sheet of
+    many columns) makes each row a line of "column: value" pairs instead. Rows are consumed as they come: `rows` may
+    be a stream."""
+    names = [_cell_text(cell) for cell in header or ()]
+    while names and not names[-1]:
+        names.pop()
+    header_lines = [_markdown_row(names), "|" + "---|" * len(names)] if names else []
+    header_size = sum(len(line) + 1 for line in header_lines)
+    records = header_size > TABLE_BLOCK_CHARS // 2
+    block: list[list[str]] = []
+    size = 0
+    rows_seen = False
+
+    def flush() -> None:
+        nonlocal size
+        if records:
+            lines = [
+                "; ".join(
+                    f"{names[i] if i < len(names) and names[i] else f'Column {i + 1}'}: {value}"
+                    for i, value in enumerate(cells)
+                    if value
+                )
+                for cells in block
+            ]
+        else:
+            width = max([len(names), *(len(cells) for cells in block)])
+            lines = [_markdown_row(cells) for cells in block]
+            if names:
+                lines[:0] = [_markdown_row(names + [""] * (width - len(names))), "|" + "---|" * width]
+        builder.add_block("\n".join(lines), headings, page, table=True)
+        block.clear()
+        size = 0
+
+    room = TABLE_BLOCK_CHARS - (0 if records else header_size)
+    for row in rows:
+        cells = [_cell_text(cell) for cell in row]
+        while cells and not cells[-1]:
+            cells.pop()
+        if not cells:
+            continue
+        rows_seen = True
+        line_size = sum(len(cell) + 3 for cell in cells) + 2
+        if block and size + line_size > room:
+            flush()
+        block.append(cells)
+        size += line_size
+    if block or (names and not rows_seen):
+        flush()
+
+
+# --- Spreadsheets and CSV ------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _SheetBudget:
+    """What the rows of a workbook or CSV file have used of MAX_SHEET_*; raises ParseError when one is passed."""
+
+    rows: int = 0
+    cells: int = 0
+    chars: int = 0
+
+    def take(self, rows: Iterable[Sequence[object]]) -> Iterator[Sequence[object]]:
+        for row in rows:
+            self.rows += 1
+            self.cells += len(row)
+            self.chars += sum(
+                len(value) if isinstance(value, str) else 8 for value in row if value is not None
+            )
+            if self.rows > MAX_SHEET_ROWS:
+                raise ParseError(
+                    f"The spreadsheet has more than {MAX_SHEET_ROWS:,} rows; it was not read (split it into smaller files)."
+                )
+            if self.cells > MAX_SHEET_CELLS:
+                raise ParseError(
+                    f"The spreadsheet has more than {MAX_SHEET_CELLS:,} cells (counting the empty ones inside its "
+                    "rows); it was not read (split it into smaller files)."
+                )
+            if self.chars > MAX_SHEET_CHARS:
+                raise ParseError(
+                    f"The spreadsheet holds more than {MAX_SHEET_CHARS // (1024 * 1024)} MB of text; it was not read "
+                    "(split it into smaller files)."
+                )
+            yield row
+
+
+def _add_sheet(
+    builder: _Builder, rows: Iterator[Sequence[object]], *, name: str, headings: tuple[str, ...]
+) -> None:
+    """A sheet as a section: its first non-empty row is the header, repeated at the top of every block of rows."""
+    header = next((row for row in rows if any(_cell_text(value) for value in row)), None)
+    if header is None:
+        return
+    if name:
+        builder.add_heading(name)
+    _add_table(builder, rows, header=header, headings=headings, page=None)
+
+
+def parse_xlsx(
+    data: bytes, *, fallback_title: str, on_page: Callable[[int, int], None] | None = None
+) -> ParsedDocument:
+    """Each sheet of an Excel workbook a section of table blocks, read a row at a time (openpyxl's read-only mode);
+    raises ParseError for a damaged workbook, a ZIP bomb or one over MAX_SHEET_*."""
+    import openpyxl
+    from openpyxl.utils.exceptions import InvalidFileException
+
+    _check_zip_sizes(data, media_type=XLSX)
+    builder = _Builder()
+    budget = _SheetBudget()
+    try:
+        # data_only: a formula cell reads as the value Excel last computed for it, not as its formula.
+        workbook = openpyxl.load_workbook(io.BytesIO(data), read_only=True, data_only=True)
+        try:
+            title = (workbook.properties.title or "").strip()
+            sheets = workbook.worksheets
+            for index, sheet in enumerate(sheets):
+                # The dimension a sheet declares is not trusted (a claimed A1:XFD1048576 would pad every row to
+                # 16,384 cells); without it a row is as wide as its last cell, and the budget counts that width.
+                sheet.reset_dimensions()
+                rows = budget.take(sheet.iter_rows(values_only=True))
+                _add_sheet(builder, rows, name=sheet.title, headings=(sheet.title,))
+                if on_page is not None:
+                    on_page(index + 1, len(sheets))
+        finally:
+            workbook.close()
+    except (
+        InvalidFileException,
+        KeyError,
+        ValueError,
+        TypeError,
+        SyntaxError,
+        zipfile.BadZipFile,
+        OSError,
+    ) as exc:
+        raise ParseError(f"The Excel workbook could not be read: {exc}.") from exc
+    return builder.build(XLSX, title or fallback_title)
+
+
+def parse_csv(text: str, *, fallback_title: str, tabs: bool = False) -> ParsedDocument:
+    """A CSV (or, with `tabs`, TSV) file as table blocks, its delimiter and quoting sniffed from its first lines;
+    raises ParseError for a malformed file or one over MAX_SHEET_*."""
+    dialect: type[csv.Dialect] | csv.Dialect = csv.excel_tab if tabs else csv.excel
+    if not tabs:
+        sample = text[:65536]
+        sample = sample[: sample.rfind("\n")] if "\n" in sample else sample
+        # One column, or too irregular to tell: the comma, as the name says.
+        with contextlib.suppress(csv.Error):
+            dialect = csv.Sniffer().sniff(sample, delimiters=",;\t|")
+    builder = _Builder()
+    try:
+        rows = _SheetBudget().take(csv.reader(io.StringIO(text, newline=""), dialect))
+        _add_sheet(builder, rows, name="", headings=())
+    except csv.Error as exc:
+        raise ParseError(f"The CSV file could not be read: {exc}.") from exc
+    return builder.build(TSV if tabs else CSV, fallback_title)
+
+
+# --- Slides --------------------------------------------------------------------------------------------------------
+
+
+def parse_pptx(
+    data: bytes, *, fallback_title: str, on_page: Callable[[int, int], None] | None = None
+) -> ParsedDocument:
+    """Each slide of a PowerPoint deck a section under its title: text frames, tables and speaker notes, with the
+    slide's number as the page; raises ParseError for a damaged deck or a ZIP bomb."""
+    import pptx
+    from pptx.exc import PackageNotFoundError
+    from pptx.shapes.autoshape import Shape
+    from pptx.shapes.graphfrm import GraphicFrame
+
+    _check_zip_sizes(data, media_type=PPTX)
+    try:
+        presentation = pptx.Presentation(io.BytesIO(data))
+        builder = _Builder()
+        title = (presentation.core_properties.title or "").strip()
+        slides = list(presentation.slides)
+        for number, slide in enumerate(slides, start=1):
+            title_shape = slide.shapes.title
+            slide_title = " ".join(title_shape.text_frame.text.split()) if title_shape is not None else ""
+            title = title or slide_title
+            heading = slide_title or f"Slide {number}"
+            builder.add_heading(heading)
+            for shape in _slide_shapes(slide.shapes):
+                if title_shape is not None and shape.shape_id == title_shape.shape_id:
+                    continue
+                if isinstance(shape, Shape) and shape.has_text_frame:
+                    lines = (" ".join(p.text.split()) for p in shape.text_frame.paragraphs)
+                    builder.add_block("\n".join(line for line in lines if line), (heading,), number)
+                elif isinstance(shape, GraphicFrame) and shape.has_table:
+                    table_rows = ([cell.text for cell in row.cells] for row in shape.table.rows)
+                    header = next(table_rows, None)
+                    _add_table(builder, table_rows, header=header, headings=(heading,), page=number)
+            if slide.has_notes_slide and slide.notes_slide.notes_text_frame is not None:
+                notes = slide.notes_slide.notes_text_frame.text.strip()
+                if notes:
+                    builder.add_block(f"Speaker notes: {notes}", (heading,), number)
+            if on_page is not None and (number % 10 == 0 or number == len(slides)):
+                on_page(number, len(slides))
+    except (PackageNotFoundError, KeyError, ValueError, TypeError, SyntaxError, zipfile.BadZipFile) as exc:
+        raise ParseError(f"The PowerPoint presentation could not be read: {exc}.") from exc
+    return builder.build(PPTX, title or fallback_title, page_count=len(slides))
+
+
+def _slide_shapes(shapes: Iterable[BaseShape]) -> Iterator[BaseShape]:
+    """The shapes of a slide in order, those inside groups included."""
+    from pptx.shapes.group import GroupShape
+
+    for shape in shapes:
+        if isinstance(shape, GroupShape):
+            yield from _slide_shapes(shape.shapes)
+        else:
+            yield shape
+
+
+# --- EPUB ----------------------------------------------------------------------------------------------------------
+
+_OPF = "{http://www.idpf.org/2007/opf}"
+_DC = "{http://purl.org/dc/elements/1.1/}"
+_CONTAINER = "{urn:oasis:names:tc:opendocument:xmlns:container}"
+# A chapter keeps its <header> (where e-books put the chapter's heading); the rest of the page chrome still goes.
+_EPUB_DROP_TAGS = tuple(tag for tag in _DROP_TAGS if tag != "header")
+
+
+def parse_epub(
+    data: bytes, *, fallback_title: str, on_page: Callable[[int, int], None] | None = None
+) -> ParsedDocument:
+    """The chapters of an EPUB book in reading order (its OPF spine) as sections, read by the HTML parser; raises
+    ParseError for a damaged book or a ZIP bomb."""
+    import posixpath
+
+    from lxml import etree
+
+    _check_zip_sizes(data, media_type=EPUB)
+    parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False)
+    builder = _Builder()
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            container = etree.fromstring(archive.read("META-INF/container.xml"), parser)
+            rootfile = container.find(f".//{_CONTAINER}rootfile")
+            if rootfile is None or not rootfile.get("full-path"):
+                raise ParseError(
+                    "The EPUB book could not be read: its container names no package (OPF) file."
+                )
+            opf_path = rootfile.get("full-path", "")
+            opf = etree.fromstring(archive.read(opf_path), parser)
+            title_element = opf.find(f"{_OPF}metadata/{_DC}title")
+            title = " ".join((title_element.text or "").split()) if title_element is not None else ""
+            manifest = {
+                item.get("id"): item
+                for item in opf.iterfind(f"{_OPF}manifest/{_OPF}item")
+                if item.get("id") and item.get("href")
+            }
+            chapters = [
+                posixpath.normpath(posixpath.join(posixpath.dirname(opf_path), item.get("href", "")))
+                for itemref in opf.iterfind(f"{_OPF}spine/{_OPF}itemref")
+                if (item := manifest.get(itemref.get("idref"))) is not None
+                and item.get("media-type") in ("application/xhtml+xml", "text/html")
+                and "nav" not in (item.get("properties") or "").split()
+            ]
+            for number, path in enumerate(chapters, start=1):
+                from urllib.parse import unquote
+
+                chapter = decode_text(archive.read(unquote(path)))
+                _check_html_elements(chapter, what=f"chapter {path}")
+                _html_into(builder, chapter, chrome=_EPUB_DROP_TAGS)
+                if on_page is not None and (number % 10 == 0 or number == len(chapters)):
+                    on_page(number, len(chapters))
+    except (KeyError, ValueError, etree.XMLSyntaxError, zipfile.BadZipFile, OSError, EOFError) as exc:
+        raise ParseError(f"The EPUB book could not be read: {exc}.") from exc
+    return builder.build(EPUB, title or fallback_title)

@@ -1,6 +1,6 @@
 """The model API (django-ninja, mounted at /api/ml/): the registry of versions and the predictions of the active
 Titanic and MNIST models. Every endpoint takes an API token or a signed-in session; domain errors become their
-HTTP statuses in config/api_errors.py (invalid input 422, no active model 503)."""
+HTTP statuses in core/api_errors.py (invalid input 422, no active model 503)."""
 
 from __future__ import annotations
 

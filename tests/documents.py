@@ -75,3 +75,123 @@ def zip_bomb_docx_bytes(expanded_mb: int = 300) -> bytes:
             for _ in range(expanded_mb):
                 member.write(block)
     return buffer.getvalue()
+
+
+def docx_with_table_bytes(heading: str, header: list[str], rows: list[list[str]]) -> bytes:
+    """A Word document with a heading and one table whose first row is `header`."""
+    import docx
+
+    document = docx.Document()
+    document.add_paragraph(heading, style="Heading 1")
+    table = document.add_table(rows=1 + len(rows), cols=len(header))
+    for row, values in zip(table.rows, [header, *rows], strict=True):
+        for cell, value in zip(row.cells, values, strict=True):
+            cell.text = value
+    buffer = io.BytesIO()
+    document.save(buffer)
+    return buffer.getvalue()
+
+
+def xlsx_bytes(sheets: dict[str, list[list[object]]], *, title: str = "") -> bytes:
+    """An Excel workbook, one sheet per (name, rows) entry, written by openpyxl."""
+    import openpyxl
+
+    workbook = openpyxl.Workbook(write_only=True)
+    if title:
+        workbook.properties.title = title
+    for name, rows in sheets.items():
+        sheet = workbook.create_sheet(name)
+        for row in rows:
+            sheet.append(row)
+    buffer = io.BytesIO()
+    workbook.save(buffer)
+    return buffer.getvalue()
+
+
+def pptx_bytes(slides: list[dict[str, object]]) -> bytes:
+    """A PowerPoint deck; each slide a dict with "title", optional "body" (lines), "table" (rows, the first the
+    header) and "notes"."""
+    import pptx
+    from pptx.util import Inches
+
+    presentation = pptx.Presentation()
+    for spec in slides:
+        slide = presentation.slides.add_slide(presentation.slide_layouts[1 if spec.get("body") else 5])
+        slide.shapes.title.text = str(spec["title"])
+        if spec.get("body"):
+            slide.placeholders[1].text_frame.text = "\n".join(spec["body"])  # type: ignore[arg-type]
+        if spec.get("table"):
+            rows: list[list[str]] = spec["table"]  # type: ignore[assignment]
+            shape = slide.shapes.add_table(
+                len(rows), len(rows[0]), Inches(1), Inches(2), Inches(6), Inches(2)
+            )
+            for row, values in zip(shape.table.rows, rows, strict=True):
+                for cell, value in zip(row.cells, values, strict=True):
+                    cell.text = value
+        if spec.get("notes"):
+            slide.notes_slide.notes_text_frame.text = str(spec["notes"])
+    buffer = io.BytesIO()
+    presentation.save(buffer)
+    return buffer.getvalue()
+
+
+def epub_bytes(title: str, chapters: list[tuple[str, str]], *, spine_order: list[int] | None = None) -> bytes:
+    """An EPUB 3 book from (chapter heading, chapter body HTML) pairs; `spine_order` reorders the spine (reading
+    order) relative to the order the chapters are stored and listed in the manifest."""
+    order = spine_order if spine_order is not None else list(range(len(chapters)))
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr(
+            zipfile.ZipInfo("mimetype"), "application/epub+zip"
+        )  # first and stored, as the spec says
+        archive.writestr(
+            "META-INF/container.xml",
+            '<?xml version="1.0"?><container version="1.0" '
+            'xmlns="urn:oasis:names:tc:opendocument:xmlns:container"><rootfiles>'
+            '<rootfile full-path="OEBPS/content.opf" media-type="application/oebps-package+xml"/>'
+            "</rootfiles></container>",
+        )
+        manifest = ['<item id="nav" href="nav.xhtml" media-type="application/xhtml+xml" properties="nav"/>']
+        for index, (heading, body) in enumerate(chapters):
+            manifest.append(
+                f'<item id="c{index}" href="text/ch{index}.xhtml" media-type="application/xhtml+xml"/>'
+            )
+            archive.writestr(
+                f"OEBPS/text/ch{index}.xhtml",
+                '<?xml version="1.0" encoding="utf-8"?><html xmlns="http://www.w3.org/1999/xhtml"><head>'
+                f"<title>{heading}</title></head><body><section><header><h1>{heading}</h1></header>"
+                f"{body}</section></body></html>",
+            )
+        archive.writestr(
+            "OEBPS/nav.xhtml",
+            '<html xmlns="http://www.w3.org/1999/xhtml"><body><nav><ol><li>Contents</li></ol></nav></body></html>',
+        )
+        spine = "".join(f'<itemref idref="c{index}"/>' for index in order)
+        archive.writestr(
+            "OEBPS/content.opf",
+            '<?xml version="1.0"?><package xmlns="http://www.idpf.org/2007/opf" version="3.0" '
+            'unique-identifier="id"><metadata xmlns:dc="http://purl.org/dc/elements/1.1/">'
+            f'<dc:identifier id="id">urn:test</dc:identifier><dc:title>{title}</dc:title></metadata>'
+            f"<manifest>{''.join(manifest)}</manifest><spine>{spine}</spine></package>",
+        )
+    return buffer.getvalue()
+
+
+def zip_bomb_bytes(main_part: str, expanded_mb: int = 300, *, content_types: bool = True) -> bytes:
+    """A tiny zip with the member that names an Office file's kind (`xl/workbook.xml`, `ppt/presentation.xml`) or an
+    EPUB's mimetype (`main_part="mimetype"`), and one member that inflates to `expanded_mb` megabytes."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=9) as archive:
+        if main_part == "mimetype":
+            archive.writestr("mimetype", "application/epub+zip")
+            bomb = "OEBPS/big.xhtml"
+        else:
+            if content_types:
+                archive.writestr("[Content_Types].xml", "<Types/>")
+            archive.writestr(main_part, "<x/>")
+            bomb = main_part.split("/", maxsplit=1)[0] + "/media/big.bin"
+        with archive.open(bomb, "w", force_zip64=True) as member:
+            block = b"\0" * (1024 * 1024)
+            for _ in range(expanded_mb):
+                member.write(block)
+    return buffer.getvalue()

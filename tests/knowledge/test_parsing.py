@@ -172,7 +172,7 @@ def test_a_docx_bomb_whose_headers_understate_its_size_is_refused_while_inflatin
 
 
 def test_a_docx_whose_markup_alone_is_too_big_to_parse_is_refused(monkeypatch):
-    monkeypatch.setattr(parsing, "MAX_DOCX_XML", 64 * 1024)
+    monkeypatch.setattr(parsing, "MAX_ZIP_XML", 64 * 1024)
     data = documents.docx_bytes([("Normal", "A paragraph of ordinary words. " * 40)] * 200)
 
     with pytest.raises(parsing.ParseError, match="text and markup expand to more than"):

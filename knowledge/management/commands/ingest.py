@@ -7,11 +7,11 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tqdm import tqdm
 
 from core.validators import shown
-from knowledge import services
+from knowledge import parsing, services
 from knowledge.models import Collection, Document
 
 # Files picked up when a folder is walked; a file named on the command line is always taken.
-DOCUMENT_SUFFIXES = {".pdf", ".html", ".htm", ".xhtml", ".md", ".markdown", ".txt", ".text", ".rst", ".docx"}
+DOCUMENT_SUFFIXES = parsing.FILE_SUFFIXES
 
 
 class Command(BaseCommand):
