@@ -14,6 +14,7 @@ from pydantic import ConfigDict, ValidationError
 
 from core.errors import DomainError, InvalidInput
 from mlmodels import selectors, services
+from mlmodels.datasets import MNIST_PIXELS
 from mlmodels.models import ModelVersion
 
 router = Router(tags=["models"])
@@ -147,8 +148,8 @@ class PixelsIn(Schema):
         description="784 values, 28 rows of 28 from the top left, white ink on a black background like MNIST.",
         # Documented; checked by the service, which names the first bad pixel.
         json_schema_extra={
-            "minItems": 784,
-            "maxItems": 784,
+            "minItems": MNIST_PIXELS,
+            "maxItems": MNIST_PIXELS,
             "items": {"type": "number", "minimum": 0, "maximum": 255},
         },
     )

@@ -11,7 +11,7 @@ from mlmodels.core.conv import Conv2D, MaxPool2D
 from mlmodels.core.exceptions import (
     ConvergenceWarning,
     DataConversionWarning,
-    InvalidInput,
+    InvalidFields,
     MLModelsError,
     ModelFormatError,
     NotFittedError,
@@ -67,7 +67,7 @@ __all__ = [
     "Dropout",
     "Flatten",
     "ImageAugmenter",
-    "InvalidInput",
+    "InvalidFields",
     "Layer",
     "LogisticRegression",
     "MLModelsError",

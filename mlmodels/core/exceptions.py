@@ -41,7 +41,7 @@ def not_fitted_error(message: str) -> NotFittedError:
 _BRIDGED: dict[type[Exception], type[NotFittedError]] = {}
 
 
-class InvalidInput(MLModelsError, ValueError):
+class InvalidFields(MLModelsError, ValueError):
     """Input data failed validation; ``field`` names the first offending field.
 
     ``errors`` maps every offending field to its message so an API can report all of them at once.

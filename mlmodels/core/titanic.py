@@ -19,7 +19,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from mlmodels.core.base import BaseEstimator, TransformerMixin
-from mlmodels.core.exceptions import InvalidInput
+from mlmodels.core.exceptions import InvalidFields
 from mlmodels.core.linear import LogisticRegression
 from mlmodels.core.pipeline import Pipeline
 from mlmodels.core.preprocessing import StandardScaler
@@ -56,9 +56,9 @@ class PassengerPrediction:
 
 # ------------------------------------------------------------------------------------- validation
 def validate_passenger(raw: Mapping[str, Any]) -> dict[str, Any]:
-    """Check and normalize one passenger; raises :class:`InvalidInput` listing every bad field."""
+    """Check and normalize one passenger; raises :class:`InvalidFields` listing every bad field."""
     if not isinstance(raw, Mapping):
-        raise InvalidInput("passenger", f"expected an object of fields, got {type(raw).__name__}")
+        raise InvalidFields("passenger", f"expected an object of fields, got {type(raw).__name__}")
     errors: dict[str, str] = {}
     clean: dict[str, Any] = {}
     for key in raw:
@@ -91,7 +91,7 @@ def validate_passenger(raw: Mapping[str, Any]) -> dict[str, Any]:
             clean[key] = None
     if errors:
         first = next(iter(errors))
-        raise InvalidInput(first, errors[first], errors=errors)
+        raise InvalidFields(first, errors[first], errors=errors)
     return clean
 
 
@@ -311,16 +311,16 @@ class TitanicFeatures(TransformerMixin, BaseEstimator):
 
 def _validated(X: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     if isinstance(X, Mapping):
-        raise InvalidInput("passengers", "expected a list of passengers, got a single passenger")
+        raise InvalidFields("passengers", "expected a list of passengers, got a single passenger")
     passengers = []
     for index, raw in enumerate(X):
         try:
             passengers.append(validate_passenger(raw))
-        except InvalidInput as error:
+        except InvalidFields as error:
             errors = {f"{index}.{field}": message for field, message in error.errors.items()}
-            raise InvalidInput(f"{index}.{error.field}", error.message, errors=errors) from None
+            raise InvalidFields(f"{index}.{error.field}", error.message, errors=errors) from None
     if not passengers:
-        raise InvalidInput("passengers", "expected at least one passenger")
+        raise InvalidFields("passengers", "expected at least one passenger")
     return passengers
 
 
@@ -336,7 +336,7 @@ def make_titanic_model(*, C: float = 1.0, penalty: str | None = "l2", l1_ratio: 
 
 
 def predict_passenger(model: Pipeline, passenger: Mapping[str, Any]) -> PassengerPrediction:
-    """Survival probability of one raw passenger; raises :class:`InvalidInput` naming the bad field."""
+    """Survival probability of one raw passenger; raises :class:`InvalidFields` naming the bad field."""
     clean = validate_passenger(passenger)
     probability = float(model.predict_proba([clean])[0, 1])
     contributions: dict[str, float] = {}

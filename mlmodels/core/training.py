@@ -30,7 +30,7 @@ from mlmodels.core.model_selection import StratifiedKFold
 from mlmodels.core.neural_net import CNNClassifier, MLPClassifier, NeuralNetClassifier
 from mlmodels.core.serialization import PathOrFile, save_model
 from mlmodels.core.titanic import make_titanic_model
-from mlmodels.datasets import load_mnist, load_titanic
+from mlmodels.datasets import MNIST_PIXELS, load_mnist, load_titanic
 
 ProgressCallback = Callable[[int, int, Mapping[str, float]], None]
 Architecture = Literal["mlp", "cnn"]
@@ -378,12 +378,12 @@ def train_mnist(
     if not 0 < validation_size < data.train_images.shape[0]:
         raise ValueError(f"validation_size must be between 1 and 59999, got {validation_size}")
     train_end = n_fit if train_size is None else min(int(train_size), n_fit)
-    images = data.train_images.reshape(-1, 784)
+    images = data.train_images.reshape(-1, MNIST_PIXELS)
     X_train = images[:train_end].astype(np.float32) / 255.0
     y_train = data.train_labels[:train_end].astype(np.int64)
     X_val = images[n_fit:].astype(np.float32) / 255.0
     y_val = data.train_labels[n_fit:].astype(np.int64)
-    X_test = data.test_images.reshape(-1, 784).astype(np.float32) / 255.0
+    X_test = data.test_images.reshape(-1, MNIST_PIXELS).astype(np.float32) / 255.0
     y_test = data.test_labels.astype(np.int64)
 
     started = time.perf_counter()

@@ -145,6 +145,10 @@ def load_titanic() -> TitanicData:
 
 
 # ------------------------------------------------------------------------------------------- MNIST
+MNIST_SIDE = 28  # a digit is 28 rows of 28 pixels
+MNIST_PIXELS = MNIST_SIDE * MNIST_SIDE  # what a flattened digit holds, and what a model of digits reads
+
+
 @dataclass(frozen=True)
 class MNISTData:
     """The original MNIST split: ``uint8`` images ``(n, 28, 28)`` (0 = background) and ``uint8`` labels."""

@@ -11,9 +11,8 @@ from django.conf import settings
 
 from core.errors import InvalidInput
 from mlmodels import images, selectors
+from mlmodels.datasets import MNIST_PIXELS
 from mlmodels.models import Kind, ModelVersion
-
-PIXELS = 784
 
 
 class PassengerInvalid(InvalidInput):
@@ -38,12 +37,12 @@ class SurvivalPrediction:
 def titanic_predict(*, passenger: Mapping[str, Any]) -> SurvivalPrediction:
     """The survival probability of one passenger from the active Titanic model, with each feature's share of the
     log-odds. Raises PassengerInvalid (every bad field in `details`), NoActiveModel, ArtifactUnreadable."""
-    from mlmodels.core.exceptions import InvalidInput as CoreInvalidInput
+    from mlmodels.core.exceptions import InvalidFields
     from mlmodels.core.titanic import predict_passenger, validate_passenger
 
     try:
         clean = validate_passenger(passenger)
-    except CoreInvalidInput as exc:
+    except InvalidFields as exc:
         raise PassengerInvalid(f"{exc.field}: {exc.message}", errors=exc.errors) from exc
     version, model = selectors.active_model(kind=Kind.TITANIC)
     prediction = predict_passenger(model, clean)
@@ -74,9 +73,10 @@ def mnist_predict_pixels(
     Raises PixelsInvalid, NoActiveModel, ArtifactUnreadable."""
     if scale not in (1, 255):
         raise PixelsInvalid("scale is 255 (values 0 to 255) or 1 (values 0 to 1).", field="scale")
-    if len(pixels) != PIXELS:
+    if len(pixels) != MNIST_PIXELS:
         raise PixelsInvalid(
-            f"Expected {PIXELS} pixel values (28 rows of 28, row by row); got {len(pixels)}.", field="pixels"
+            f"Expected {MNIST_PIXELS} pixel values (28 rows of 28, row by row); got {len(pixels)}.",
+            field="pixels",
         )
     values = np.asarray(pixels, dtype=np.float64)
     bad = np.flatnonzero(~np.isfinite(values) | (values < 0) | (values > scale))
@@ -104,7 +104,7 @@ def mnist_predict_image(*, upload: IO[bytes] | bytes) -> DigitPrediction:
 
 def _predict_digit(prepared: images.PreparedDigit) -> DigitPrediction:
     version, model = selectors.active_model(kind=Kind.MNIST)
-    proba = model.predict_proba(prepared.pixels.reshape(1, PIXELS))[0]
+    proba = model.predict_proba(prepared.pixels.reshape(1, MNIST_PIXELS))[0]
     # A model trained on a subset may lack a class; every digit still gets its (zero) probability.
     probabilities = [0.0] * 10
     for label, value in zip(np.asarray(model.classes_).tolist(), proba.tolist(), strict=True):

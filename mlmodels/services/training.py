@@ -21,6 +21,7 @@ from django.utils import timezone
 from core import jobs
 from core.jobs import BROKER_ERRORS, TRANSIENT_ERRORS
 from mlmodels import selectors
+from mlmodels.datasets import MNIST_PIXELS
 from mlmodels.models import Kind, ModelVersion
 from mlmodels.selectors import ModelVersionNotFound
 from mlmodels.services import registry
@@ -35,8 +36,6 @@ logger = logging.getLogger(__name__)
 
 
 ProgressCallback = Callable[[int, int, Mapping[str, float]], None]
-
-PIXELS = 784
 
 
 class TrainingFailed(Exception):
@@ -287,7 +286,7 @@ def _check_round_trip(kind: str, model: Any, data: bytes) -> None:
         probe: Any = load_titanic().records[:32]
     else:
         test_images, _ = selectors.mnist_test_set()
-        probe = test_images[:32].reshape(-1, PIXELS).astype(np.float32) / 255.0
+        probe = test_images[:32].reshape(-1, MNIST_PIXELS).astype(np.float32) / 255.0
     if not np.allclose(loaded.predict_proba(probe), model.predict_proba(probe), rtol=1e-5, atol=1e-7):
         raise TrainingFailed("The saved model file does not reproduce the trained model's predictions.")
 
@@ -298,7 +297,9 @@ def _mistake_predictions(kind: str, result: TrainingResult) -> tuple[list[int], 
     if kind != Kind.MNIST or indices.size == 0:
         return [], []
     test_images, _ = selectors.mnist_test_set()
-    proba = result.model.predict_proba(test_images[indices].reshape(-1, PIXELS).astype(np.float32) / 255.0)
+    proba = result.model.predict_proba(
+        test_images[indices].reshape(-1, MNIST_PIXELS).astype(np.float32) / 255.0
+    )
     best = np.argmax(proba, axis=1)
     predicted = [int(label) for label in np.asarray(result.model.classes_)[best]]
     confidence = [round(float(p), 4) for p in proba[np.arange(best.shape[0]), best]]

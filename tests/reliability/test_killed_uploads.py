@@ -92,7 +92,7 @@ def test_a_failure_after_the_commit_never_removes_a_committed_documents_file(mon
 
     collection = CollectionFactory(slug="sent-after-commit")
 
-    def failing_send(*, document_id):
+    def failing_send(*, document_id, **options):
         raise RuntimeError("something unexpected after the commit")
 
     monkeypatch.setattr(indexing, "document_send", failing_send)

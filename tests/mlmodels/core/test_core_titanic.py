@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from mlmodels.core import training
-from mlmodels.core.exceptions import InvalidInput
+from mlmodels.core.exceptions import InvalidFields
 from mlmodels.core.metrics import brier_score_loss
 from mlmodels.core.serialization import load_model, save_model
 from mlmodels.core.titanic import TitanicFeatures, make_titanic_model, passenger_title, predict_passenger
@@ -227,7 +227,7 @@ def test_predicting_one_raw_passenger() -> None:
     ],
 )
 def test_invalid_fields_are_named(changes: dict[str, Any], field: str) -> None:
-    with pytest.raises(InvalidInput) as error:
+    with pytest.raises(InvalidFields) as error:
         predict_passenger(make_titanic_model(), passenger(**changes))
 
     assert error.value.field == field
@@ -238,7 +238,7 @@ def test_missing_required_fields_are_all_reported() -> None:
     raw = passenger()
     del raw["sex"], raw["fare"]
 
-    with pytest.raises(InvalidInput) as error:
+    with pytest.raises(InvalidFields) as error:
         predict_passenger(make_titanic_model(), raw)
 
     assert set(error.value.errors) == {"sex", "fare"}
