@@ -173,18 +173,12 @@ def _admin_credentials(data_dir: Path) -> tuple[str, str, str]:
 
 
 def _ensure_admin(username: str, password: str, env: dict[str, str]) -> None:
-    code = (
-        "from django.contrib.auth import get_user_model\n"
-        "User = get_user_model()\n"
-        f"user, created = User.objects.get_or_create(username={username!r}, defaults={{'email': {username!r} + '@localhost'}})\n"
-        "if created or not user.has_usable_password():\n"
-        f"    user.set_password({password!r})\n"
-        "user.is_staff = user.is_superuser = user.is_active = True\n"
-        "user.save()\n"
-        "print(('Created' if created else 'Kept') + ' the admin account ' + user.username + '.')\n"
-    )
+    # The password travels in the environment, not on the command line where `ps` shows it.
     subprocess.run(
-        [PYTHON, str(ROOT / "manage.py"), "shell", "--no-imports", "-c", code], env=env, check=True, cwd=ROOT
+        [PYTHON, str(ROOT / "manage.py"), "ensure_admin", "--username", username],
+        env={**env, "DJANGO_SUPERUSER_PASSWORD": password},
+        check=True,
+        cwd=ROOT,
     )
 
 
