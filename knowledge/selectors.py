@@ -85,11 +85,6 @@ def document_get(*, user: User, document_id: int) -> Document:
     return document
 
 
-def chunk_list(*, user: User, document_id: int) -> QuerySet[Chunk]:
-    document = document_get(user=user, document_id=document_id)
-    return Chunk.objects.filter(document=document).order_by("position")
-
-
 def chunk_get(*, user: User, chunk_id: int) -> Chunk:
     """One readable chunk with its document; raises ObjectNotFound."""
     chunk = (
