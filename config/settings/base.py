@@ -317,7 +317,7 @@ KNOWLEDGE_INGEST_SOFT_TIME_LIMIT = env.int("KNOWLEDGE_INGEST_SOFT_TIME_LIMIT", d
 KNOWLEDGE_INGEST_TIME_LIMIT = env.int("KNOWLEDGE_INGEST_TIME_LIMIT", default=3900)
 # A document whose worker has not reported for this long is taken over (its worker died or was killed). A running
 # task reports six times as often from a thread of its own, whatever it is doing, so only a dead worker goes silent.
-KNOWLEDGE_INGEST_STALE_SECONDS = env.int("KNOWLEDGE_INGEST_STALE_SECONDS", default=90)
+KNOWLEDGE_INGEST_STALE_SECONDS = env.int("KNOWLEDGE_INGEST_STALE_SECONDS", default=60)
 KNOWLEDGE_INGEST_MAX_ATTEMPTS = env.int("KNOWLEDGE_INGEST_MAX_ATTEMPTS", default=3)
 # A document still waiting for a worker after this long is enqueued again (a lost message is harmless twice).
 KNOWLEDGE_INGEST_REQUEUE_SECONDS = env.int("KNOWLEDGE_INGEST_REQUEUE_SECONDS", default=3600)
