@@ -8,7 +8,6 @@ from datetime import datetime
 from typing import Any, Literal
 
 from ninja import Field, Schema
-from pydantic import field_serializer
 
 from chat.models import Citation, Message
 from chat.services import MAX_QUESTION_CHARS, WITHHELD_ANSWER, WITHHELD_SOURCE
@@ -27,9 +26,9 @@ class QuestionIn(Schema):
     stream: bool = Field(False, description="Answer as Server-Sent Events: token events, then done.")
 
 
+# A source of an answer; one the reader may no longer read is shown as withheld, with nothing of it. (No
+# docstrings on the output schemas: they would become descriptions in the OpenAPI document.)
 class CitationOut(Schema):
-    """A source of an answer; one the reader may no longer read is shown as withheld, with nothing of it."""
-
     number: int
     chunk_id: int | None
     document_id: int | None
@@ -99,15 +98,10 @@ class MessageOut(Schema):
             citations=[CitationOut.of(c) for c in ordered],
         )
 
-    # The streams have always sent Python's isoformat (microseconds, +00:00); the JSON API renders the datetime
-    # itself (Django's encoder), so only the JSON mode used for the streams is told how.
-    @field_serializer("created_at", when_used="json")
-    def _created_at_isoformat(self, created_at: datetime) -> str:
-        return created_at.isoformat()
-
     def as_data(self) -> dict[str, Any]:
-        """JSON-ready, for a Server-Sent Event or an OpenAI object."""
-        return self.model_dump(mode="json")
+        """JSON-ready, for a Server-Sent Event or an OpenAI object. The streams have always sent Python's
+        isoformat of the time (microseconds, +00:00), where the JSON API renders it with Django's encoder."""
+        return {**self.model_dump(mode="json"), "created_at": self.created_at.isoformat()}
 
 
 class AnswerOut(Schema):

@@ -10,6 +10,7 @@ from django.db.models import Count, F, Q, QuerySet
 
 from core.errors import ObjectNotFound
 from knowledge import search
+from knowledge.chunking import split_sentences
 from knowledge.models import Chunk, Collection, Document
 
 if TYPE_CHECKING:
@@ -141,6 +142,12 @@ def document_texts(*, document_ids: Iterable[int]) -> dict[int, str]:
     return dict(
         DocumentText.objects.filter(document_id__in=set(document_ids)).values_list("document_id", "text")
     )
+
+
+def text_sentences(*, text: str) -> list[str]:
+    """The sentences of a text, cut by the chunker's rules: for a reader that quotes sentences of chunks (the
+    extractive answerer), so that it and the chunks agree on where a sentence ends."""
+    return split_sentences(text)
 
 
 def chunk_ids_existing(*, ids: Iterable[int]) -> set[int]:
