@@ -3,28 +3,35 @@ OpenAI-compatible pair of endpoints so that any OpenAI SDK or chat client can ta
 
 from __future__ import annotations
 
-import json
 import time
-import uuid
-from collections.abc import Iterator
-from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
-from ninja import Field, Router, Schema
+from ninja import Router
 from ninja.pagination import LimitOffsetPagination, paginate
 
 from chat import selectors, services
 from chat.models import Conversation, Message
-from chat.streaming import sse_response, stream_response
-from core.api_errors import openai_error_body, openai_error_response
-from core.errors import DomainError, InvalidInput, ServiceUnavailable
+from chat.schemas import (
+    ALL_COLLECTIONS_MODEL,
+    AnswerOut,
+    ChatCompletionIn,
+    ConversationDetailOut,
+    ConversationOut,
+    FeedbackIn,
+    FeedbackOut,
+    MessageOut,
+    QuestionIn,
+    RenameIn,
+)
+from chat.streaming import answer_failed, api_sse, openai_sse, references
+from core.api_errors import openai_error_response
+from core.errors import DomainError, InvalidInput
 from knowledge.selectors import collection_list
 
 router = Router(tags=["chat"])
 openai_router = Router(tags=["OpenAI-compatible"])
 
-ALL_COLLECTIONS_MODEL = "knowledge-base"
 # Each Server-Sent Event: its name (absent for OpenAI's chunks) and its data, JSON text (or `[DONE]`).
 SSE_CONTENT = {
     "schema": {
@@ -36,78 +43,6 @@ SSE_CONTENT = {
         },
     }
 }
-
-
-# --- Schemas ------------------------------------------------------------------------------------------------------
-
-
-class QuestionIn(Schema):
-    question: str = Field(..., min_length=1, max_length=services.MAX_QUESTION_CHARS)
-    conversation_id: int | None = Field(
-        None, description="Continue this conversation (a follow-up question)."
-    )
-    collections: list[str] = Field(
-        default_factory=list, description="Slugs; empty: every collection you may read."
-    )
-    stream: bool = Field(False, description="Answer as Server-Sent Events: token events, then done.")
-
-
-class CitationOut(Schema):
-    number: int
-    chunk_id: int | None
-    document_id: int | None
-    title: str
-    section: str
-    page: int | None
-    start_offset: int | None
-    end_offset: int | None
-    quote: str
-    cited: bool
-
-
-class MessageOut(Schema):
-    id: int
-    conversation_id: int
-    role: str
-    text: str
-    answer_mode: str
-    outcome: str
-    created_at: datetime
-    citations: list[CitationOut]
-
-
-class AnswerOut(Schema):
-    conversation_id: int
-    question_id: int
-    message: MessageOut
-    rewritten_question: str
-
-
-class ConversationOut(Schema):
-    id: int
-    title: str
-    collections: list[str]
-    created_at: datetime
-    updated_at: datetime
-
-
-class ConversationDetailOut(ConversationOut):
-    messages: list[MessageOut]
-
-
-class RenameIn(Schema):
-    title: str = Field(..., min_length=1, max_length=200)
-
-
-class FeedbackIn(Schema):
-    rating: Literal[1, -1] = Field(..., description="1: helpful, -1: not helpful")
-    comment: str = Field("", max_length=4000)
-
-
-class FeedbackOut(Schema):
-    message_id: int
-    rating: int
-    comment: str
 
 
 def _conversation_out(conversation: Conversation) -> dict[str, Any]:
@@ -138,31 +73,26 @@ def ask(request: HttpRequest, payload: QuestionIn) -> Any:
         if payload.conversation_id is not None
         else None
     )
-    events = services.question_ask_stream(
+    if payload.stream:
+        events = services.question_ask_stream(
+            user=request.user,
+            question=payload.question,
+            conversation=conversation,
+            collection_slugs=payload.collections,
+        )
+        return api_sse(request, events)
+    asked = services.question_ask(
         user=request.user,
         question=payload.question,
         conversation=conversation,
         collection_slugs=payload.collections,
-        stream=payload.stream,
     )
-    if payload.stream:
-        return sse_response(request, events)
-    start: dict[str, Any] = {}
-    rewritten = payload.question
-    done: dict[str, Any] = {}
-    for event in events:
-        if event["event"] == "start":
-            start = event
-        elif event["event"] == "rewritten":
-            rewritten = event["rewritten_question"]
-        elif event["event"] == "done":
-            done = event
-    return {
-        "conversation_id": start["conversation_id"],
-        "question_id": start["question_id"],
-        "message": done["message"],
-        "rewritten_question": rewritten,
-    }
+    return AnswerOut(
+        conversation_id=asked.conversation.pk,
+        question_id=asked.question.pk,
+        message=MessageOut.of(asked.answer, citations=asked.citations),
+        rewritten_question=asked.rewritten_question,
+    )
 
 
 @router.get("/conversations", response=list[ConversationOut], summary="Your conversations, newest first")
@@ -179,7 +109,7 @@ def conversations(request: HttpRequest) -> Any:
 def conversation(request: HttpRequest, conversation_id: int) -> Any:
     found = selectors.conversation_get(user=request.user, conversation_id=conversation_id)
     messages = selectors.message_list(user=request.user, conversation_id=found.pk)
-    return {**_conversation_out(found), "messages": [services.message_as_dict(m) for m in messages]}
+    return {**_conversation_out(found), "messages": [MessageOut.of(m) for m in messages]}
 
 
 @router.get(
@@ -189,8 +119,7 @@ def conversation(request: HttpRequest, conversation_id: int) -> Any:
 )
 def messages(request: HttpRequest, conversation_id: int) -> Any:
     return [
-        services.message_as_dict(m)
-        for m in selectors.message_list(user=request.user, conversation_id=conversation_id)
+        MessageOut.of(m) for m in selectors.message_list(user=request.user, conversation_id=conversation_id)
     ]
 
 
@@ -222,26 +151,6 @@ def feedback(request: HttpRequest, message_id: int, payload: FeedbackIn) -> Any:
 # --- OpenAI-compatible --------------------------------------------------------------------------------------------
 
 
-class ChatMessageIn(Schema):
-    role: str
-    content: str | list[dict[str, Any]] | None = None
-
-
-class StreamOptionsIn(Schema):
-    include_usage: bool = False
-
-
-class ChatCompletionIn(Schema):
-    model: str = ALL_COLLECTIONS_MODEL
-    messages: list[ChatMessageIn] = Field(..., min_length=1)
-    stream: bool = False
-    stream_options: StreamOptionsIn | None = None
-    max_tokens: int | None = Field(None, ge=1, description="Caps the language model's answer.")
-    max_completion_tokens: int | None = Field(None, ge=1, description="The same as max_tokens.")
-
-    model_config = {"extra": "allow"}  # temperature, top_p... are accepted and ignored
-
-
 def _text(content: str | list[dict[str, Any]] | None) -> str:
     if isinstance(content, list):
         return " ".join(part.get("text", "") for part in content if part.get("type") == "text")
@@ -264,10 +173,6 @@ def models(request: HttpRequest) -> Any:
             }
         )
     return {"object": "list", "data": data}
-
-
-class AnswerFailed(ServiceUnavailable):
-    """The language model failed; the answer holds the notice and the sources that were found."""
 
 
 @openai_router.post(
@@ -294,31 +199,31 @@ def chat_completions(request: HttpRequest, payload: ChatCompletionIn) -> HttpRes
     try:
         question, history = _question_and_history(payload)
         slugs = _collections_for_model(payload.model)
-        events = services.question_ask_stream(
+        max_tokens = payload.max_completion_tokens or payload.max_tokens
+        if payload.stream:
+            events = services.question_ask_stream(
+                user=request.user,
+                question=question,
+                collection_slugs=slugs,
+                history=history,
+                max_tokens=max_tokens,
+            )
+            include_usage = bool(payload.stream_options and payload.stream_options.include_usage)
+            return openai_sse(request, events, model=payload.model, include_usage=include_usage)
+        asked = services.question_ask(
             user=request.user,
             question=question,
             collection_slugs=slugs,
             history=history,
-            stream=payload.stream,
-            max_tokens=payload.max_completion_tokens or payload.max_tokens,
+            max_tokens=max_tokens,
         )
-        if payload.stream:
-            include_usage = bool(payload.stream_options and payload.stream_options.include_usage)
-            return stream_response(
-                request,
-                _openai_chunks(events, payload.model, include_usage=include_usage),
-                content_type="text/event-stream",
-            )
-        done = next(event for event in events if event["event"] == "done")
     except DomainError as exc:
         return openai_error_response(exc)
-    message = done["message"]
+    message = MessageOut.of(asked.answer, citations=asked.citations).as_data()
     if message["outcome"] == Message.Outcome.FAILED:
         # The stored answer is the failure notice: an OpenAI client is told in the error shape it reads, with
         # the sources that were found beside it.
-        failed = openai_error_response(
-            AnswerFailed(_first_line(message["text"])), citations=message["citations"]
-        )
+        failed = openai_error_response(answer_failed(message), citations=message["citations"])
         # The answer was made and stored (as failed): an SDK retrying the 5xx would ask it again, twice more.
         failed["x-should-retry"] = "false"
         return failed
@@ -333,21 +238,17 @@ def chat_completions(request: HttpRequest, payload: ChatCompletionIn) -> HttpRes
                     "index": 0,
                     "message": {
                         "role": "assistant",
-                        "content": message["text"] + _references(message["citations"]),
+                        "content": message["text"] + references(message["citations"]),
                     },
                     "finish_reason": "stop",
                 }
             ],
-            "usage": done["usage"],
+            "usage": asked.usage.as_dict(),
             "citations": message["citations"],
             "answer_mode": message["answer_mode"],
             "outcome": message["outcome"],
         }
     )
-
-
-def _first_line(text: str) -> str:
-    return text.strip().splitlines()[0].strip("* ") if text.strip() else AnswerFailed.__doc__ or ""
 
 
 def _question_and_history(payload: ChatCompletionIn) -> tuple[str, list[tuple[str, str]]]:
@@ -366,76 +267,3 @@ def _collections_for_model(model: str) -> list[str]:
             f"Unknown model {model!r}: use {ALL_COLLECTIONS_MODEL!r} or one listed by /v1/models."
         )
     return [model[len(prefix) :]]
-
-
-def _references(citations: list[dict[str, Any]]) -> str:
-    cited = [c for c in citations if c["cited"]]
-    if not cited:
-        return ""
-    lines = []
-    for citation in cited:
-        where = ", ".join(
-            part
-            for part in (citation["section"], f"p. {citation['page']}" if citation["page"] else "")
-            if part
-        )
-        lines.append(f"[{citation['number']}] {citation['title']}" + (f" — {where}" if where else ""))
-    return "\n\nSources:\n" + "\n".join(lines)
-
-
-def _openai_chunks(events: Iterator[dict[str, Any]], model: str, *, include_usage: bool) -> Iterator[str]:
-    created = int(time.time())
-    # One id for every chunk of a stream, as OpenAI gives it; the stored answer's id is not known until the end.
-    chunk_id = f"chatcmpl-{uuid.uuid4().hex}"
-
-    def data(body: dict[str, Any]) -> str:
-        return f"data: {json.dumps(body, default=str)}\n\n"
-
-    def chunk(delta: dict[str, Any] | None, finish_reason: str | None = None, **extra: Any) -> str:
-        # No delta: the last chunk, which OpenAI sends with no choices (usage, when asked for).
-        choices = [] if delta is None else [{"index": 0, "delta": delta, "finish_reason": finish_reason}]
-        return data(
-            {
-                "id": chunk_id,
-                "object": "chat.completion.chunk",
-                "created": created,
-                "model": model,
-                "choices": choices,
-                **extra,
-            }
-        )
-
-    def error(exc: DomainError, **extra: Any) -> str:
-        return data(openai_error_body(exc, **extra))
-
-    yield chunk({"role": "assistant", "content": ""})
-    streamed = False
-    try:
-        for event in events:
-            if event["event"] == "token":
-                streamed = True
-                yield chunk({"content": event["text"]})
-            elif event["event"] == "done":
-                message = event["message"]
-                if message["outcome"] == Message.Outcome.FAILED:
-                    # The SDK raises on an error object in the stream, so the client knows the text so far
-                    # (cut off, or nothing) is not the answer.
-                    yield error(AnswerFailed(_first_line(message["text"])), citations=message["citations"])
-                    return
-                content = _references(message["citations"])
-                if not streamed:
-                    # "not in the knowledge base" is not streamed token by token
-                    content = message["text"] + content
-                yield chunk(
-                    {"content": content} if content else {},
-                    "stop",
-                    citations=message["citations"],
-                    answer_mode=message["answer_mode"],
-                    outcome=message["outcome"],
-                )
-                if include_usage:
-                    yield chunk(None, usage=event["usage"])
-    except DomainError as exc:
-        yield error(exc)
-        return
-    yield "data: [DONE]\n\n"

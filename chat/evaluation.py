@@ -23,6 +23,7 @@ from django.contrib.auth import get_user_model
 
 from chat import extractive, services
 from chat.citations import check_citations
+from chat.events import Asked
 from chat.models import Message
 from core.errors import InvalidInput
 from knowledge.evaluation import CorpusImported, jsonl_rows, percentile
@@ -172,7 +173,7 @@ def answers_run(
     warm-up question. Each conversation is deleted once its answer is read, so that repeated runs leave nothing
     behind (and the asker's rate limit, which counts stored questions, never fills up)."""
 
-    def ask(question: str) -> services.Asked:
+    def ask(question: str) -> Asked:
         return services.question_ask(user=user, question=question, collection_ids=[imported.collection.pk])
 
     if questions:

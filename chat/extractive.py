@@ -25,8 +25,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from chat.prompts import Source
-from knowledge.chunking import split_sentences
 from knowledge.embeddings import Embedder
+from knowledge.selectors import text_sentences
 
 LABEL = "*Extractive answer: no language model is configured, so these are the passages of your documents that best match the question.*"
 # After the configured model failed: it is configured, so the label must not say otherwise.
@@ -287,7 +287,7 @@ def _candidates(sources: list[Source]) -> list[_Candidate]:
             if unit is None:
                 position += 1
                 continue
-            for sentence in split_sentences(unit):
+            for sentence in text_sentences(text=unit):
                 position += 1
                 clean = " ".join(sentence.split())
                 # A sentence that two sources share is a candidate once, under the better-ranked source.

@@ -5,7 +5,6 @@ from django.db import models
 from django.db.models import Q
 
 from core.validators import validate_visible
-from knowledge.models import Chunk, Collection, Document
 
 
 class Conversation(models.Model):
@@ -13,7 +12,7 @@ class Conversation(models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="conversations"
     )
     title = models.CharField(max_length=200, blank=True, validators=[validate_visible])
-    collections = models.ManyToManyField(Collection, blank=True, related_name="conversations")
+    collections = models.ManyToManyField("knowledge.Collection", blank=True, related_name="conversations")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -63,8 +62,12 @@ class Citation(models.Model):
 
     message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="citations")
     number = models.PositiveIntegerField()
-    chunk = models.ForeignKey(Chunk, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
-    document = models.ForeignKey(Document, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    chunk = models.ForeignKey(
+        "knowledge.Chunk", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    document = models.ForeignKey(
+        "knowledge.Document", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     title = models.CharField(max_length=500)
     section = models.TextField(blank=True)
     page_number = models.PositiveIntegerField(null=True, blank=True)

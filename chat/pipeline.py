@@ -12,17 +12,21 @@ import re
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.db import connection
 
 from chat import extractive, prompts
 from chat.citations import CitationFilter, check_citations
+from chat.events import Answered, PipelineEvent, Rewritten, Sources, Token
 from chat.llm import ChatModel, LLMError, Usage, get_chat_model
 from knowledge.embeddings import get_embedder
-from knowledge.models import Collection, DocumentText
 from knowledge.search import SearchHit, SearchResult, search
+from knowledge.selectors import document_texts
+
+if TYPE_CHECKING:
+    from knowledge.models import Collection
 
 logger = logging.getLogger(__name__)
 
@@ -89,14 +93,6 @@ class Answer:
     sources: list[SourceRef]
     cited: list[int]
     trace: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Event:
-    """`kind` is "rewritten", "sources", "token" or "answer"; `data` is JSON-ready."""
-
-    kind: str
-    data: dict[str, Any]
 
 
 def rewrite_question(*, question: str, history: Sequence[tuple[str, str]], model: ChatModel | None) -> str:
@@ -227,11 +223,7 @@ def _fill_merged_text(sources: list[SourceRef]) -> None:
     multi = [source for source in sources if len(source.chunk_ids) > 1]
     if not multi:
         return
-    texts = dict(
-        DocumentText.objects.filter(document_id__in={s.document_id for s in multi}).values_list(
-            "document_id", "text"
-        )
-    )
+    texts = document_texts(document_ids={s.document_id for s in multi})
     for source in multi:
         text = texts.get(source.document_id)
         if text:
@@ -247,8 +239,8 @@ def answer(
     use_llm: bool = True,
     stream: bool = True,
     max_tokens: int | None = None,
-) -> Iterator[Event]:
-    """Run the pipeline, yielding events; the last one is always an "answer" event holding an `Answer`.
+) -> Iterator[PipelineEvent]:
+    """Run the pipeline, yielding chat.events; the last one is always `Answered`, holding an `Answer`.
     With `stream` off (a caller that waits for the whole answer) the LLM is asked for one complete response
     instead of a stream of pieces, which costs both sides less. `max_tokens` caps the LLM's answer (default
     CHAT_LLM_MAX_TOKENS)."""
@@ -264,7 +256,7 @@ def answer(
     rewritten = rewrite_question(question=question, history=history, model=model)
     timings["rewrite"] = time.perf_counter() - stage
     trace["rewritten_question"] = rewritten
-    yield Event("rewritten", {"question": question, "rewritten_question": rewritten})
+    yield Rewritten(question=question, rewritten_question=rewritten)
 
     # The extractive answerer reads deeper than a language model is given (see extractive.READ_CHUNKS).
     limit = settings.CHAT_RETRIEVAL_LIMIT
@@ -297,7 +289,7 @@ def answer(
     if not result.hits or best is None or best < settings.CHAT_MIN_SIMILARITY or embedder is None:
         trace["decision"] = "nothing relevant enough was retrieved; the LLM was not called"
         timings["total"] = time.perf_counter() - started
-        yield Event("answer", {"answer": Answer(NOT_FOUND_TEXT, "not_found", "none", [], [], trace)})
+        yield Answered(answer=Answer(NOT_FOUND_TEXT, "not_found", "none", [], [], trace))
         return
 
     relevant_hits = [
@@ -322,17 +314,15 @@ def answer(
             question=asked, context=context, sources=[s.as_prompt() for s in read], embedder=embedder
         )
         sources, picked = _quoted_and_first(read, picked, first=settings.CHAT_RETRIEVAL_LIMIT)
-        yield Event("sources", {"sources": [source.as_dict() for source in sources]})
+        yield Sources(sources=tuple(source.as_dict() for source in sources))
         text = extractive.compose(picked)
         timings["generate"] = time.perf_counter() - stage
         if not text:
             trace["decision"] = "no sentence of the sources was relevant enough"
             timings["total"] = time.perf_counter() - started
-            yield Event(
-                "answer", {"answer": Answer(NOT_FOUND_TEXT, "not_found", "extractive", sources, [], trace)}
-            )
+            yield Answered(answer=Answer(NOT_FOUND_TEXT, "not_found", "extractive", sources, [], trace))
             return
-        yield Event("token", {"text": text})
+        yield Token(text=text)
         checked = check_citations(text, valid={s.number for s in sources})
         # No language model's tokens were spent: the counts are the embedding model's tokens of what was read
         # (the question and the sources) and of what was written, so that clients still see the answer's size.
@@ -342,13 +332,10 @@ def answer(
             "completion": count(checked.text),
         }
         timings["total"] = time.perf_counter() - started
-        yield Event(
-            "answer",
-            {"answer": Answer(checked.text, "answered", "extractive", sources, checked.cited, trace)},
-        )
+        yield Answered(answer=Answer(checked.text, "answered", "extractive", sources, checked.cited, trace))
         return
 
-    yield Event("sources", {"sources": [source.as_dict() for source in sources]})
+    yield Sources(sources=tuple(source.as_dict() for source in sources))
     usage = Usage()
     parts: list[str] = []
     # Tokens reach the reader with invalid citations already dropped; the final text is checked again in full.
@@ -360,9 +347,9 @@ def answer(
                 parts.append(piece)
                 visible = shown.feed(piece)
                 if visible:
-                    yield Event("token", {"text": visible})
+                    yield Token(text=visible)
             if tail := shown.flush():
-                yield Event("token", {"text": tail})
+                yield Token(text=tail)
         else:
             # Nothing arrives until the whole answer is made, so the wait is for all of it, not the next piece.
             completion = model.complete(
@@ -371,7 +358,7 @@ def answer(
             usage = completion.usage
             parts.append(completion.text)
             if visible := shown.feed(completion.text) + shown.flush():
-                yield Event("token", {"text": visible})
+                yield Token(text=visible)
     except LLMError as exc:
         logger.error("the LLM failed while answering (%s): %s", exc.kind, exc.__cause__ or exc)
         timings["generate"] = time.perf_counter() - stage
@@ -387,9 +374,7 @@ def answer(
         text = f"{notice}\n\n{fallback}" if fallback else notice
         checked = check_citations(text, valid={s.number for s in sources})
         timings["total"] = time.perf_counter() - started
-        yield Event(
-            "answer", {"answer": Answer(checked.text, "failed", model.name, sources, checked.cited, trace)}
-        )
+        yield Answered(answer=Answer(checked.text, "failed", model.name, sources, checked.cited, trace))
         return
     timings["generate"] = time.perf_counter() - stage
     trace["tokens"] = {"prompt": usage.prompt_tokens, "completion": usage.completion_tokens}
@@ -397,6 +382,4 @@ def answer(
     if checked.removed:
         trace["removed_citations"] = checked.removed
     timings["total"] = time.perf_counter() - started
-    yield Event(
-        "answer", {"answer": Answer(checked.text, "answered", model.name, sources, checked.cited, trace)}
-    )
+    yield Answered(answer=Answer(checked.text, "answered", model.name, sources, checked.cited, trace))

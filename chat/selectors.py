@@ -24,19 +24,21 @@ from django.utils import timezone
 from chat.models import Citation, Conversation, Feedback, Message
 from chat.services import ConversationNotFound, MessageNotFound
 from core.errors import ObjectNotFound
-from knowledge.models import Chunk, Collection, Document
 from knowledge.selectors import (
     Indexing,
-    chunk_context,
     chunk_get,
     collection_list,
     collections_indexing,
     document_get,
+    documents_unreadable,
     example_questions,
+    passage_context,
 )
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+
+    from knowledge.models import Collection, Document
 
     User = AbstractBaseUser | AnonymousUser
 
@@ -72,9 +74,7 @@ def citations_for(*, user: User) -> QuerySet[Citation]:
     """Citations annotated with `readable`: whether the user may read the cited document now. Access is checked
     when an answer is shown, not only when it was made, so that losing access to a collection hides its quotes
     in old conversations too (see Citation.withheld)."""
-    unreadable = Document.objects.filter(pk=OuterRef("document_id")).exclude(
-        collection__in=collection_list(user=user)
-    )
+    unreadable = documents_unreadable(user=user).filter(pk=OuterRef("document_id"))
     # A deleted document (document_id null) withholds nothing: the answer was the reader's to see when it was
     # made, and no collection's access can be checked any more (its passage page shows nothing of it).
     return Citation.objects.annotate(readable=~Exists(unreadable))
@@ -182,13 +182,12 @@ def citation_passage(*, user: User, citation_id: int) -> Passage:
     if citation.chunk_id is not None:
         chunk = chunk_get(user=user, chunk_id=citation.chunk_id)
         # A source may merge neighbouring chunks: the citation's offsets span all of them.
-        span = Chunk(
+        before, text, after = passage_context(
             document_id=chunk.document_id,
             text=citation.quote,
             start_offset=chunk.start_offset if citation.start_offset is None else citation.start_offset,
             end_offset=chunk.end_offset if citation.end_offset is None else citation.end_offset,
         )
-        before, text, after = chunk_context(chunk=span)
         return Passage(citation=citation, document=chunk.document, before=before, text=text, after=after)
     if citation.document_id is not None:
         document = document_get(user=user, document_id=citation.document_id)

@@ -6,7 +6,6 @@ import contextlib
 import logging
 import math
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, cast
 
@@ -16,11 +15,11 @@ from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from chat import pipeline
+from chat.events import Answered, Asked, Done, Event, Started, Usage, fold
 from chat.models import Citation, Conversation, Feedback, Message
 from core.errors import InvalidInput, ObjectNotFound, RateLimited
 from core.validators import INVISIBLE, has_invisible
-from knowledge.models import Chunk, Document
-from knowledge.selectors import collections_for_search
+from knowledge.selectors import chunk_ids_existing, collections_for_search, document_ids_existing
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
@@ -60,13 +59,6 @@ class MessageNotFound(ObjectNotFound):
 
 class TooManyQuestions(RateLimited):
     """You are asking too fast."""
-
-
-@dataclass(frozen=True)
-class Asked:
-    conversation: Conversation
-    question: Message
-    answer: Message
 
 
 def _title_from(question: str) -> str:
@@ -159,17 +151,17 @@ def question_ask_stream(
     collection_ids: Sequence[int] = (),
     collection_slugs: Sequence[str] = (),
     history: Sequence[tuple[str, str]] | None = None,
-    stored_in: list[Message] | None = None,
     stream: bool = True,
     max_tokens: int | None = None,
-) -> Iterator[dict[str, Any]]:
-    """Ask a question and yield the answer as it is made: JSON-ready events, the last one "done" with the stored
-    answer. `history` ((role, text) pairs) replaces the conversation's own, for clients that send the whole
-    conversation each time (the OpenAI-compatible API). Raises (before the first event) InvalidInput,
-    TooManyQuestions and CollectionNotReadable. `stored_in`, when given, receives the question and the answer
-    as they are stored (for callers that want the rows rather than their JSON). With `stream` off the language
-    model is asked for the whole answer at once (one "token" event); `max_tokens` caps the model's answer.
-    The "done" event carries the stored answer and `usage` (prompt and completion tokens)."""
+) -> Iterator[Event]:
+    """Ask a question and yield the answer as it is made (chat.events): Started once the question is stored,
+    Rewritten, Sources, Token..., and last Done with the stored answer, its citations and the tokens it took.
+    `history` ((role, text) pairs) replaces the conversation's own, for clients that send the whole conversation
+    each time (the OpenAI-compatible API). With `stream` off the language model is asked for the whole answer
+    at once (one Token); `max_tokens` caps the model's answer.
+
+    Raises (before the first event) InvalidInput, TooManyQuestions and CollectionNotReadable; while streaming,
+    ConversationGone when the conversation is deleted before the answer is stored."""
     question = question.strip()
     if not question:
         raise InvalidInput("The question is empty.")
@@ -225,7 +217,6 @@ def question_ask_stream(
         asked,
         history,
         collections,
-        stored_in=stored_in,
         stream=stream,
         max_tokens=max_tokens,
     )
@@ -237,50 +228,36 @@ def _stream(
     history: list[tuple[str, str]],
     collections: list[Any],
     *,
-    stored_in: list[Message] | None = None,
     stream: bool = True,
     max_tokens: int | None = None,
-) -> Iterator[dict[str, Any]]:
+) -> Iterator[Event]:
     final: pipeline.Answer | None = None
     events = pipeline.answer(
         question=asked.text, history=history, collections=collections, stream=stream, max_tokens=max_tokens
     )
     try:
-        yield {
-            "event": "start",
-            "conversation_id": conversation.pk,
-            "question_id": asked.pk,
-            "title": conversation.title,
-        }
+        yield Started(conversation=conversation, question=asked)
         for event in events:
-            if event.kind == "answer":
-                final = event.data["answer"]
+            if isinstance(event, Answered):
+                final = event.answer
             else:
-                yield {"event": event.kind, **event.data}
+                yield event
     except GeneratorExit:
         # The client went away (tab closed, connection dropped): the answer is still made and stored, so that it
         # is there when the user comes back to the conversation.
         for event in events:
-            if event.kind == "answer":
+            if isinstance(event, Answered):
                 # Deleted meanwhile: nobody is left to show the answer to.
                 with contextlib.suppress(ConversationGone):
-                    _store_answer(conversation, event.data["answer"])
+                    _store_answer(conversation, event.answer)
         raise
     assert final is not None
     stored, citations = _store_answer(conversation, final)
-    if stored_in is not None:
-        stored_in += [asked, stored]
     tokens = stored.trace.get("tokens") or {}
-    prompt_tokens, completion_tokens = int(tokens.get("prompt") or 0), int(tokens.get("completion") or 0)
-    yield {
-        "event": "done",
-        "message": message_as_dict(stored, citations=citations),
-        "usage": {
-            "prompt_tokens": prompt_tokens,
-            "completion_tokens": completion_tokens,
-            "total_tokens": prompt_tokens + completion_tokens,
-        },
-    }
+    usage = Usage(
+        prompt_tokens=int(tokens.get("prompt") or 0), completion_tokens=int(tokens.get("completion") or 0)
+    )
+    yield Done(message=stored, citations=tuple(citations), usage=usage)
 
 
 def _lock_conversation(conversation: Conversation) -> None:
@@ -315,8 +292,8 @@ def _store_answer(conversation: Conversation, answer: pipeline.Answer) -> tuple[
 def _write_answer(conversation: Conversation, answer: pipeline.Answer) -> tuple[Message, list[Citation]]:
     chunk_ids = {source.chunk_ids[0] for source in answer.sources}
     document_ids = {source.document_id for source in answer.sources}
-    live_chunks = set(Chunk.objects.filter(pk__in=chunk_ids).values_list("pk", flat=True))
-    live_documents = set(Document.objects.filter(pk__in=document_ids).values_list("pk", flat=True))
+    live_chunks = chunk_ids_existing(ids=chunk_ids)
+    live_documents = document_ids_existing(ids=document_ids)
     message = Message.objects.create(
         conversation=conversation,
         role=Message.Role.ASSISTANT,
@@ -344,62 +321,44 @@ def _write_answer(conversation: Conversation, answer: pipeline.Answer) -> tuple[
         ]
     )
     Conversation.objects.filter(pk=conversation.pk).update(updated_at=message.created_at)
+    _carry_citations(message, citations)
     return message, citations
 
 
-def question_ask(**kwargs: Any) -> Asked:
-    """Ask a question and wait for the whole answer (see question_ask_stream for the arguments and errors)."""
-    stored: list[Message] = []
-    for _ in question_ask_stream(**kwargs, stored_in=stored, stream=False):
-        pass
-    question, answer = stored
-    return Asked(conversation=answer.conversation, question=question, answer=answer)
+def _carry_citations(message: Message, citations: list[Citation]) -> None:
+    """Make `message.citations.all()` the citations just written, without a query, as the selectors' prefetch
+    would: whoever shows the answer next (the page's `done` event renders it) need not read back what was just
+    stored. Django has no public call for it; these are the attributes its prefetch_related sets."""
+    cached = message.citations.all()
+    cached._result_cache = sorted(citations, key=lambda c: c.number)
+    cached._prefetch_done = True  # type: ignore[attr-defined]
+    message._prefetched_objects_cache = {"citations": cached}  # type: ignore[attr-defined]
 
 
-def message_as_dict(message: Message, *, citations: Sequence[Citation] | None = None) -> dict[str, Any]:
-    """The message as JSON-ready data. `citations`: its citations when the caller holds them already; otherwise
-    they are read through .all(), which uses a prefetched list (the selectors prefetch them) without a query."""
-    if citations is None:
-        citations = list(message.citations.all()) if message.pk else []
-    citations = sorted(citations, key=lambda c: c.number)
-    return {
-        "id": message.pk,
-        "conversation_id": message.conversation_id,
-        "role": message.role,
-        "text": WITHHELD_ANSWER if any(c.withheld and c.cited for c in citations) else message.text,
-        "answer_mode": message.answer_mode,
-        "outcome": message.outcome,
-        "created_at": message.created_at.isoformat(),
-        "citations": [_citation_as_dict(c) for c in citations],
-    }
-
-
-def _citation_as_dict(citation: Citation) -> dict[str, Any]:
-    if citation.withheld:
-        return {
-            "number": citation.number,
-            "chunk_id": None,
-            "document_id": None,
-            "title": WITHHELD_SOURCE,
-            "section": "",
-            "page": None,
-            "start_offset": None,
-            "end_offset": None,
-            "quote": "",
-            "cited": citation.cited,
-        }
-    return {
-        "number": citation.number,
-        "chunk_id": citation.chunk_id,
-        "document_id": citation.document_id,
-        "title": citation.title,
-        "section": citation.section,
-        "page": citation.page_number,
-        "start_offset": citation.start_offset,
-        "end_offset": citation.end_offset,
-        "quote": citation.quote,
-        "cited": citation.cited,
-    }
+def question_ask(
+    *,
+    user: User,
+    question: str,
+    conversation: Conversation | None = None,
+    collection_ids: Sequence[int] = (),
+    collection_slugs: Sequence[str] = (),
+    history: Sequence[tuple[str, str]] | None = None,
+    max_tokens: int | None = None,
+) -> Asked:
+    """Ask a question and wait for the whole answer (the language model asked for it at once); the arguments
+    and errors are question_ask_stream's."""
+    return fold(
+        question_ask_stream(
+            user=user,
+            question=question,
+            conversation=conversation,
+            collection_ids=collection_ids,
+            collection_slugs=collection_slugs,
+            history=history,
+            stream=False,
+            max_tokens=max_tokens,
+        )
+    )
 
 
 def feedback_give(*, user: User, message: Message, rating: int, comment: str = "") -> Feedback:

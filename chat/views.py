@@ -8,21 +8,17 @@ from `ask_stream`, which takes the same form."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Any
-
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
-from django.template.loader import render_to_string
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from chat import selectors, services
 from chat.forms import AskForm, FeedbackForm, RenameForm
 from chat.models import Conversation, Message
-from chat.streaming import sse_response
+from chat.streaming import page_sse
 from core.api_errors import status_for
 from core.errors import DomainError, InvalidInput, RateLimited
 
@@ -163,21 +159,7 @@ def ask_stream(request: HttpRequest) -> HttpResponse | StreamingHttpResponse:
         )
     except DomainError as exc:
         return _with_retry_after(_json_error(exc.message, status_for(exc)), exc)
-    return sse_response(request, _for_the_page(request, events))
-
-
-def _for_the_page(request: HttpRequest, events: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
-    """The service's events, plus what the page needs: the conversation's address when it starts, and the
-    answer rendered as the page renders it (sanitized Markdown, sources, feedback) when it is done."""
-    for event in events:
-        if event["event"] == "start":
-            yield {**event, "url": reverse("chat:conversation", args=[event["conversation_id"]])}
-        elif event["event"] == "done":
-            answer = selectors.message_get(user=request.user, message_id=event["message"]["id"])
-            html = render_to_string("chat/_message.html", {"message": answer}, request=request)
-            yield {**event, "html": html}
-        else:
-            yield event
+    return page_sse(request, events)
 
 
 # --- Conversations and feedback ---------------------------------------------------------------------------------

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -10,6 +10,7 @@ from django.db.models import Count, F, Q, QuerySet
 
 from core.errors import ObjectNotFound
 from knowledge import search
+from knowledge.chunking import split_sentences
 from knowledge.models import Chunk, Collection, Document
 
 if TYPE_CHECKING:
@@ -100,23 +101,63 @@ def chunk_get(*, user: User, chunk_id: int) -> Chunk:
 
 def chunk_context(*, chunk: Chunk, characters: int = 600) -> tuple[str, str, str]:
     """The text around a chunk in its document: (before, passage, after), from the extracted text."""
-    from knowledge.models import DocumentText
-
-    content = (
-        DocumentText.objects.filter(document_id=chunk.document_id).values_list("text", flat=True).first()
-        or ""
+    return passage_context(
+        document_id=chunk.document_id,
+        start_offset=chunk.start_offset,
+        end_offset=chunk.end_offset,
+        text=chunk.text,
+        characters=characters,
     )
+
+
+def passage_context(
+    *, document_id: int, start_offset: int, end_offset: int, text: str, characters: int = 600
+) -> tuple[str, str, str]:
+    """The text around a span of a document: (before, passage, after), from the extracted text; `text` stands
+    for the passage when the document has no extracted text."""
+    content = document_texts(document_ids=[document_id]).get(document_id, "")
     if not content:
-        return "", chunk.text, ""
-    start = max(0, chunk.start_offset - characters)
-    end = min(len(content), chunk.end_offset + characters)
-    before = content[start : chunk.start_offset]
-    after = content[chunk.end_offset : end]
+        return "", text, ""
+    start = max(0, start_offset - characters)
+    end = min(len(content), end_offset + characters)
+    before = content[start:start_offset]
+    after = content[end_offset:end]
     return (
         ("…" if start > 0 else "") + before,
-        content[chunk.start_offset : chunk.end_offset],
+        content[start_offset:end_offset],
         after + ("…" if end < len(content) else ""),
     )
+
+
+def document_texts(*, document_ids: Iterable[int]) -> dict[int, str]:
+    """The extracted text of each of the documents that has one, by document id (not scoped: the caller holds
+    ids it was allowed to read, such as the documents of chunks just retrieved for the reader)."""
+    from knowledge.models import DocumentText
+
+    return dict(
+        DocumentText.objects.filter(document_id__in=set(document_ids)).values_list("document_id", "text")
+    )
+
+
+def text_sentences(*, text: str) -> list[str]:
+    """The sentences of a text, cut by the chunker's rules: for a reader that quotes sentences of chunks (the
+    extractive answerer), so that it and the chunks agree on where a sentence ends."""
+    return split_sentences(text)
+
+
+def chunk_ids_existing(*, ids: Iterable[int]) -> set[int]:
+    """Which of these chunks still exist (one may be deleted while an answer citing it is made)."""
+    return set(Chunk.objects.filter(pk__in=set(ids)).values_list("pk", flat=True))
+
+
+def document_ids_existing(*, ids: Iterable[int]) -> set[int]:
+    """Which of these documents still exist."""
+    return set(Document.objects.filter(pk__in=set(ids)).values_list("pk", flat=True))
+
+
+def documents_unreadable(*, user: User) -> QuerySet[Document]:
+    """The documents of the collections the user may not read (to filter by, as in an Exists subquery)."""
+    return Document.objects.exclude(collection__in=collection_list(user=user))
 
 
 @dataclass(frozen=True)

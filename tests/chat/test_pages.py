@@ -226,7 +226,7 @@ def test_under_asgi_the_stream_is_an_async_iterator_of_the_same_events(reader, m
 
 def test_an_error_after_the_stream_started_ends_it_with_an_error_event(caplog):
     def events():
-        yield {"event": "start", "conversation_id": 1}
+        yield "start", {"conversation_id": 1}
         raise RuntimeError("the database went away")
 
     response = sse_response(RequestFactory().post("/ask/stream/"), events())
@@ -613,7 +613,7 @@ def test_an_answer_whose_reader_went_away_is_still_made_and_stored(reader, manua
     from chat import services
 
     events = services.question_ask_stream(user=reader, question=BACKUP_QUESTION, collection_ids=[manual.pk])
-    assert next(events)["event"] == "start"
+    assert next(events).kind == "start"
     events.close()  # the client disconnected after the first event
 
     answer = Message.objects.get(role="assistant", conversation__owner=reader)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import ast
 from collections.abc import Iterator
 from pathlib import Path
+from typing import cast
 
 ROOT = Path(__file__).resolve().parents[2]
 APPS = ("core", "knowledge", "chat", "mlmodels")
@@ -13,6 +14,10 @@ DOMAIN_APPS = ("knowledge", "chat", "mlmodels")
 # The NumPy core is a library of its own: it may import the standard library, NumPy and its own data sets.
 DJANGO_FREE = "mlmodels.core"
 DJANGO = ("django", "rest_framework", "ninja", "celery")
+# chat stands on knowledge's public face: its selectors, search and embeddings, never its models (rows are read
+# through knowledge.selectors) nor a private name. A type-only import (under `if TYPE_CHECKING:`) runs nothing
+# and may name a model in an annotation.
+PUBLIC_FACE = {"chat": ("knowledge", "knowledge.models")}
 
 
 def _module_name(path: Path, root: Path) -> str:
@@ -22,11 +27,32 @@ def _module_name(path: Path, root: Path) -> str:
     return ".".join(parts)
 
 
-def _imports(path: Path, root: Path) -> Iterator[tuple[int, str]]:
-    """(line, module) for each module `path` imports; `from a import b` imports `a.b` (a module or a name in `a`)."""
+def _is_type_checking(node: ast.AST) -> bool:
+    test = node.test if isinstance(node, ast.If) else None
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
+
+
+def _runtime_nodes(tree: ast.AST) -> Iterator[ast.AST]:
+    """Every node of `tree` but the bodies of `if TYPE_CHECKING:` blocks (their `else` runs)."""
+    todo = [tree]
+    while todo:
+        node = todo.pop()
+        yield node
+        if _is_type_checking(node):
+            todo.extend(cast(ast.If, node).orelse)
+        else:
+            todo.extend(ast.iter_child_nodes(node))
+
+
+def _imports(path: Path, root: Path, *, runtime_only: bool = False) -> Iterator[tuple[int, str]]:
+    """(line, module) for each module `path` imports; `from a import b` imports `a.b` (a module or a name in `a`).
+    `runtime_only`: leave out the imports made for type checkers only."""
     name = _module_name(path, root)
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), filename=str(path))):
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    for node in _runtime_nodes(tree) if runtime_only else ast.walk(tree):
         if isinstance(node, ast.Import):
             for alias in node.names:
                 yield node.lineno, alias.name
@@ -73,9 +99,29 @@ def violations(root: Path) -> list[str]:
                     found.add(f"{where}:{line}: imports {imported}; app code may import config.settings only")
                 if app == "core" and any(_within(imported, other) for other in DOMAIN_APPS):
                     found.add(f"{where}:{line}: core imports the app module {imported}")
+            if app in PUBLIC_FACE:
+                found.update(_beyond_public_face(path, root, *PUBLIC_FACE[app]))
             if _within(name, DJANGO_FREE):
                 found.update(_django_reached(path, root))
     return sorted(found)
+
+
+def _beyond_public_face(path: Path, root: Path, other: str, models: str) -> list[str]:
+    """Imports by `path` of a private name of the app `other` (any part of it starting with "_"), or at run time
+    of its models."""
+    where = path.relative_to(root)
+    found = []
+    for line, imported in _imports(path, root):
+        if _within(imported, other) and any(part.startswith("_") for part in imported.split(".")):
+            found.append(
+                f"{where}:{line}: imports the private {imported}; {other} is used through its public names"
+            )
+    for line, imported in _imports(path, root, runtime_only=True):
+        if _within(imported, models):
+            found.append(
+                f"{where}:{line}: imports {imported}; {other}'s rows are read through {other}.selectors"
+            )
+    return found
 
 
 def _django_reached(start: Path, root: Path) -> list[str]:
@@ -139,5 +185,37 @@ def test_the_check_names_each_kind_of_arrow_up(tmp_path):
             "chat/api.py:1: imports config.api; app code may import config.settings only",
             "mlmodels/core/fit.py:1: imports django.conf.settings; the NumPy core imports no Django",
             "mlmodels/helpers.py:1: imports django.db.models, reached from mlmodels/core/net.py; the NumPy core imports no Django",
+        ]
+    )
+
+
+def test_chat_reaches_knowledge_through_its_public_names_only(tmp_path):
+    root = _tree(
+        tmp_path,
+        {
+            "chat/__init__.py": "",
+            "chat/services.py": "from knowledge.models import Chunk\nfrom knowledge.selectors import chunk_get\n",
+            "chat/pipeline.py": (
+                "from typing import TYPE_CHECKING\n"
+                "from knowledge.search import _candidates\n"
+                "if TYPE_CHECKING:\n"
+                "    from knowledge.models import Collection\n"
+                "def answer():\n"
+                "    import knowledge.models\n"
+                "    from knowledge import _batch\n"
+            ),
+            "knowledge/__init__.py": "",
+            "knowledge/views.py": "from knowledge.models import Chunk\nfrom knowledge.search import _candidates\n",
+        },
+    )
+
+    found = violations(root)
+
+    assert sorted(found) == sorted(
+        [
+            "chat/services.py:1: imports knowledge.models.Chunk; knowledge's rows are read through knowledge.selectors",
+            "chat/pipeline.py:2: imports the private knowledge.search._candidates; knowledge is used through its public names",
+            "chat/pipeline.py:6: imports knowledge.models; knowledge's rows are read through knowledge.selectors",
+            "chat/pipeline.py:7: imports the private knowledge._batch; knowledge is used through its public names",
         ]
     )
