@@ -66,23 +66,6 @@ def _title_from(question: str) -> str:
     return title if len(title) <= 80 else title[:79].rsplit(" ", 1)[0] + "…"
 
 
-def conversation_start(
-    *, user: User, collection_ids: Sequence[int] = (), collection_slugs: Sequence[str] = (), title: str = ""
-) -> Conversation:
-    """A new conversation over the given collections (all readable ones when none are given).
-
-    Raises CollectionNotReadable for a collection the user may not read."""
-    collections = (
-        collections_for_search(user=user, ids=collection_ids, slugs=collection_slugs)
-        if (collection_ids or collection_slugs)
-        else []
-    )
-    with transaction.atomic():
-        conversation = Conversation.objects.create(owner_id=cast(int, user.pk), title=title[:200])
-        conversation.collections.set(collections)
-    return conversation
-
-
 def conversation_rename(*, conversation: Conversation, title: str) -> Conversation:
     title = " ".join(title.split())
     if not title:
