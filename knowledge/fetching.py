@@ -69,10 +69,19 @@ def url_clean(url: str) -> str:
         raise UrlRefused(f"Only http and https URLs can be added, not {url!r}.", url=url)
     if not parts.hostname:
         raise UrlRefused(f"{url!r} has no host.", url=url)
+    if parts.username is not None or parts.password is not None:
+        raise UrlRefused(f"{url!r} holds credentials; a web source is fetched without them.", url=url)
     try:
-        parts.port  # noqa: B018  # raises ValueError for a port out of range
+        port = parts.port
     except ValueError as exc:
         raise UrlRefused(f"{url!r} has an invalid port.", url=url) from exc
+    if not parts.hostname.isascii():
+        # The host as DNS and the Host header take it ("bücher.example" -> "xn--bcher-kva.example").
+        try:
+            host = parts.hostname.encode("idna").decode("ascii")
+        except UnicodeError as exc:
+            raise UrlRefused(f"{url!r} has an invalid host name.", url=url) from exc
+        parts = parts._replace(netloc=host if port is None else f"{host}:{port}")
     return urldefrag(urlunsplit(parts._replace(scheme=parts.scheme.lower())))[0]
 
 

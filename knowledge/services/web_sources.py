@@ -13,7 +13,7 @@ import logging
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from django.conf import settings
 from django.db import transaction
@@ -135,6 +135,16 @@ def web_source_create(
     return source
 
 
+def web_source_ingest(*, collection: Collection, url: str, index_now: bool, **options: Any) -> SyncReport:
+    """Sync the web source of `collection` for `url` in this process, adding it first (with `options`, as
+    `web_source_create` takes them) when the collection has none; the command line's way in. Raises as
+    `web_source_create` and `web_source_sync` do."""
+    source = WebSource.objects.filter(collection=collection, url=fetching.url_clean(url)).first()
+    if source is None:
+        source = web_source_create(collection=collection, url=url, enqueue=False, **options)
+    return web_source_sync(source_id=source.pk, index_now=index_now)
+
+
 def web_source_request_sync(*, source: WebSource) -> WebSource:
     """Queue a sync of `source` now (on commit), unless one is already queued or running."""
     with transaction.atomic():
@@ -222,6 +232,14 @@ def web_source_sync(*, source_id: int, index_now: bool = False) -> SyncReport:
         report.errors.insert(0, exc.message)
         _finish(source, report, failed=True)
         return report
+    except Exception as exc:
+        # Not left "running" (which would make the task's own retry skip it): failed, with what stopped it.
+        report.errors.insert(0, f"The sync stopped: {exc.__class__.__name__}: {exc}")
+        try:
+            _finish(source, report, failed=True)
+        except Exception:
+            logger.exception("web source %s: its failure could not be recorded", source.pk)
+        raise
     if complete:
         run.remove_unseen()
     _finish(source, report, failed=False)
@@ -350,7 +368,7 @@ class _Run:
                 return False
             url, depth = queue.popleft()
             result = self.page(url, want_links=depth < self.source.max_depth)
-            fetched += 1
+            fetched += result.outcome != "blocked"
             if url == root and result.outcome == "failed":
                 raise fetching.FetchFailed(
                     self.report.errors[-1] if self.report.errors else "The start failed."

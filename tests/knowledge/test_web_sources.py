@@ -9,6 +9,8 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from django.core.management import call_command
+from rest_framework.test import APIClient
 
 from knowledge import fetching, services
 from knowledge.embeddings import HASHING
@@ -386,6 +388,15 @@ def test_the_sweep_queues_due_sources_only(
     assert names(collection) == [f"{site.base}/a.html"]  # the task ran (eagerly) for the due one
 
 
+def test_beat_runs_the_sweep_of_due_sources(settings):
+    from knowledge import tasks
+
+    entry = settings.CELERY_BEAT_SCHEDULE["sync-due-web-sources"]
+
+    assert entry["task"] == tasks.sync_due_web_sources.name
+    assert entry["schedule"] > 0
+
+
 def test_deleting_a_source_removes_its_documents(site, loopback_allowed, collection):
     source = add_source(collection, f"{site.base}/a.html")
     services.web_source_sync(source_id=source.pk)
@@ -514,3 +525,243 @@ def test_a_public_host_is_fetched_under_the_default_setting(public_site, collect
 def test_only_http_and_https_urls_with_a_host_are_taken(url, collection):
     with pytest.raises(fetching.UrlRefused):
         services.web_source_create(collection=collection, url=url, enqueue=False)
+
+
+def test_urls_are_cleaned_and_credentials_refused():
+    assert (
+        fetching.url_clean(" HTTPS://bücher.example:8443/a#part ") == "https://xn--bcher-kva.example:8443/a"
+    )
+
+    with pytest.raises(fetching.UrlRefused, match="credentials"):
+        fetching.url_clean("http://user:secret@example.org/")
+
+
+# --- The API ------------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def api():
+    return APIClient()
+
+
+@pytest.fixture
+def staff_api(api, staff_token):
+    api.credentials(HTTP_AUTHORIZATION=f"Token {staff_token}")
+    return api
+
+
+def test_staff_add_a_web_source_through_the_api_and_it_syncs(
+    staff_api, site, loopback_allowed, collection, django_capture_on_commit_callbacks
+):
+    api = staff_api
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = api.post(
+            "/api/sources/",
+            {
+                "collection": "handbook",
+                "url": f"{site.base}/",
+                "mode": "crawl",
+                "max_depth": 1,
+                "requests_per_second": 50,
+            },
+            format="json",
+        )
+
+    assert response.status_code == 201, response.content
+    body = response.json()
+    assert body["mode"] == "crawl" and body["collection"] == "handbook"
+    source = api.get(f"/api/sources/{body['id']}/").json()
+    assert source["sync_status"] == "partial"  # the home page links to a 404
+    assert "missing.html answered 404" in source["last_error"]
+    assert source["page_count"] == len(names(collection)) > 1
+    assert api.get("/api/sources/").json()["count"] == 1
+
+
+def test_staff_resync_and_delete_a_web_source_through_the_api(
+    staff_api, site, loopback_allowed, collection, django_capture_on_commit_callbacks
+):
+    api = staff_api
+    source = add_source(collection, f"{site.base}/a.html")
+
+    with django_capture_on_commit_callbacks(execute=True):
+        resync = api.post(f"/api/sources/{source.pk}/resync/")
+
+    assert resync.status_code == 202
+    assert names(collection) == [f"{site.base}/a.html"]
+    assert api.delete(f"/api/sources/{source.pk}/").status_code == 204
+    assert names(collection) == []
+
+
+def test_readers_may_not_list_or_add_web_sources(api, reader_token, collection):
+    api.credentials(HTTP_AUTHORIZATION=f"Token {reader_token}")
+
+    listing = api.get("/api/sources/")
+    added = api.post(
+        "/api/sources/", {"collection": "handbook", "url": "https://example.org/"}, format="json"
+    )
+
+    assert listing.status_code == 403
+    assert added.status_code == 403
+    assert not WebSource.objects.exists()
+
+
+def test_anonymous_callers_are_refused(api):
+    assert api.get("/api/sources/").status_code in (401, 403)
+
+
+@pytest.mark.parametrize(
+    ("payload", "status"),
+    [
+        ({"collection": "handbook", "url": "http://127.0.0.1:8000/admin/"}, 422),
+        ({"collection": "handbook", "url": "http://169.254.169.254/"}, 422),
+        ({"collection": "handbook", "url": "ftp://example.org/"}, 422),
+        ({"collection": "handbook", "url": "not a url"}, 400),
+        ({"collection": "handbook", "url": "https://example.org/", "mode": "everything"}, 400),
+        ({"collection": "handbook", "url": "https://example.org/", "max_pages": 0}, 400),
+        ({"collection": "handbook", "url": "https://example.org/", "requests_per_second": 0}, 400),
+        ({"collection": "nowhere", "url": "https://example.org/"}, 404),
+        ({"url": "https://example.org/"}, 400),
+    ],
+)
+def test_invalid_web_sources_are_client_errors(staff_api, collection, payload, status, fake_dns):
+    fake_dns["example.org"] = ["93.184.216.34"]
+
+    response = staff_api.post("/api/sources/", payload, format="json")
+
+    assert response.status_code == status, response.content
+    assert response.json()
+    assert not WebSource.objects.exists()
+
+
+def test_the_same_url_twice_in_a_collection_is_a_conflict(api, staff_token, collection, fake_dns):
+    fake_dns["example.org"] = ["93.184.216.34"]
+    api.credentials(HTTP_AUTHORIZATION=f"Token {staff_token}")
+    payload = {"collection": "handbook", "url": "https://example.org/", "sync_interval_minutes": 0}
+    assert api.post("/api/sources/", payload, format="json").status_code == 201
+
+    response = api.post("/api/sources/", payload, format="json")
+
+    assert response.status_code == 409
+    assert WebSource.objects.count() == 1
+
+
+# --- The command --------------------------------------------------------------------------------------------------
+
+
+def test_ingest_url_adds_and_indexes_a_site_from_its_sitemap(site, loopback_allowed, capsys):
+    with pytest.raises(SystemExit) as exit_info:  # /missing.html is a 404
+        call_command(
+            "ingest",
+            url=[f"{site.base}/sitemap.xml"],
+            collection="web",
+            mode="sitemap",
+            requests_per_second=100,
+        )
+
+    output = capsys.readouterr().out
+    documents = Document.objects.filter(collection__slug="web")
+    assert sorted(documents.values_list("source_name", flat=True)) == [
+        f"{site.base}/a.html",
+        f"{site.base}/b.html",
+    ]
+    assert set(documents.values_list("status", flat=True)) == {Document.Status.READY}
+    assert exit_info.value.code == 1
+    assert "2 added" in output and "1 failed" in output and "1 not fetched (robots.txt)" in output
+    assert "FAILED" in output and "missing.html answered 404" in output
+
+
+def test_ingest_url_again_resyncs_the_same_source(site, loopback_allowed, capsys):
+    call_command("ingest", url=[f"{site.base}/a.html"], collection="web")
+    site.page("/a.html", html("Alpha", "Alpha explains the boiler pressure and the valves."))
+
+    call_command("ingest", url=[f"{site.base}/a.html"], collection="web")
+
+    assert WebSource.objects.count() == 1
+    assert Document.objects.get(collection__slug="web").version == 2
+    assert "1 updated" in capsys.readouterr().out
+
+
+def test_ingest_url_refuses_a_private_address_by_default():
+    from django.core.management.base import CommandError
+
+    with pytest.raises(CommandError, match="KNOWLEDGE_WEB_ALLOW_PRIVATE is off"):
+        call_command("ingest", url=["http://127.0.0.1:9/"], collection="web")
+
+
+# --- Admin --------------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def staff_client(client, staff_user):
+    staff_user.is_superuser = True
+    staff_user.save()
+    client.force_login(staff_user)
+    return client
+
+
+def admin_form(collection, url, **fields):
+    return {
+        "collection": collection.pk,
+        "url": url,
+        "mode": "page",
+        "max_pages": 10,
+        "max_depth": 1,
+        "max_page_bytes": 100_000,
+        "max_total_bytes": 1_000_000,
+        "requests_per_second": 50,
+        "sync_interval_minutes": 60,
+        **fields,
+    }
+
+
+def test_staff_add_a_page_from_the_web_in_admin(
+    staff_client, site, loopback_allowed, collection, django_capture_on_commit_callbacks
+):
+    from django.urls import reverse
+
+    page = staff_client.get(reverse("admin:knowledge_collection_change", args=[collection.pk]))
+    assert "Add from the web" in page.content.decode()
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = staff_client.post(
+            reverse("admin:knowledge_websource_add"), admin_form(collection, f"{site.base}/a.html")
+        )
+
+    assert response.status_code == 302
+    source = WebSource.objects.get()
+    assert source.sync_status == WebSource.SyncStatus.SYNCED
+    assert names(collection) == [f"{site.base}/a.html"]
+    detail = staff_client.get(reverse("admin:knowledge_websource_change", args=[source.pk])).content.decode()
+    assert f"{site.base}/a.html" in detail
+
+
+def test_admin_refuses_a_private_address_with_the_reason(staff_client, collection):
+    from django.urls import reverse
+
+    response = staff_client.post(
+        reverse("admin:knowledge_websource_add"), admin_form(collection, "http://169.254.169.254/latest/")
+    )
+
+    assert response.status_code == 200
+    assert "KNOWLEDGE_WEB_ALLOW_PRIVATE is off" in response.content.decode()
+    assert not WebSource.objects.exists()
+
+
+def test_admin_sync_now_and_delete_act_through_the_services(
+    staff_client, site, loopback_allowed, collection, django_capture_on_commit_callbacks
+):
+    from django.urls import reverse
+
+    source = add_source(collection, f"{site.base}/b.html")
+    changelist = reverse("admin:knowledge_websource_changelist")
+
+    with django_capture_on_commit_callbacks(execute=True):
+        staff_client.post(changelist, {"action": "resync_action", "_selected_action": [source.pk]})
+    assert names(collection) == [f"{site.base}/b.html"]
+    staff_client.post(
+        changelist, {"action": "delete_selected", "_selected_action": [source.pk], "post": "yes"}
+    )
+
+    assert names(collection) == []
+    assert not WebSource.objects.exists()
