@@ -27,6 +27,7 @@ admin.site.site_title = "Knowledge base admin"
 router = DefaultRouter()
 router.register("collections", knowledge_rest.CollectionViewSet, basename="collection")
 router.register("documents", knowledge_rest.DocumentViewSet, basename="document")
+router.register("sources", knowledge_rest.WebSourceViewSet, basename="websource")
 
 urlpatterns = [
     path("favicon.ico", favicon),

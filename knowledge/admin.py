@@ -1,5 +1,5 @@
-"""Staff manage the knowledge base here: collections, uploads of many files, indexing status, re-ingest and
-re-embed, the chunks of each document, and a page to try the search."""
+"""Staff manage the knowledge base here: collections, uploads of many files, pages added from the web, indexing
+status, re-ingest and re-embed, the chunks of each document, and a page to try the search."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
+from django.core.exceptions import PermissionDenied
 from django.db.models import Count, Q, QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
@@ -19,7 +20,7 @@ from django.utils.html import format_html, format_html_join
 from core.errors import DomainError
 from knowledge import search, services
 from knowledge.embeddings import HASHING, MINILM
-from knowledge.models import Chunk, Collection, Document
+from knowledge.models import Chunk, Collection, Document, WebPage, WebSource
 
 CHUNKS_SHOWN = 300
 
@@ -45,6 +46,22 @@ class MultipleFileField(forms.FileField):
 class UploadForm(forms.Form):
     documents = MultipleFileField(
         help_text="Choose one or many files (PDF, HTML, Markdown, text, Word, Excel, CSV, PowerPoint, EPUB)."
+    )
+
+
+class WebSourceForm(forms.Form):
+    collection = forms.ModelChoiceField(queryset=Collection.objects.order_by("name"))
+    url = forms.URLField(
+        max_length=1000, assume_scheme="https", help_text="The page, the sitemap, or where the crawl starts."
+    )
+    mode = forms.ChoiceField(choices=WebSource.Mode.choices, initial=WebSource.Mode.PAGE)
+    max_pages = forms.IntegerField(min_value=1, max_value=100_000, initial=100)
+    max_depth = forms.IntegerField(min_value=0, max_value=20, initial=2, help_text="Crawl only.")
+    max_page_bytes = forms.IntegerField(min_value=1, initial=5 * 1024 * 1024)
+    max_total_bytes = forms.IntegerField(min_value=1, initial=100 * 1024 * 1024)
+    requests_per_second = forms.FloatField(min_value=0.01, max_value=100, initial=1.0)
+    sync_interval_minutes = forms.IntegerField(
+        min_value=0, initial=24 * 60, help_text="How often it is fetched again; 0: only on demand."
     )
 
 
@@ -154,6 +171,7 @@ class CollectionAdmin(admin.ModelAdmin[Collection]):
         extra_context = {
             **(extra_context or {}),
             "upload_url": reverse("admin:knowledge_collection_upload", args=[object_id]),
+            "web_url": reverse("admin:knowledge_websource_add") + f"?collection={object_id}",
         }
         return super().change_view(request, object_id, form_url, extra_context)
 
@@ -425,3 +443,101 @@ class DocumentAdmin(admin.ModelAdmin[Document]):
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Document]) -> None:
         for document in queryset:
             services.document_delete(document=document)
+
+
+class WebPageInline(admin.TabularInline[WebPage, WebSource]):
+    model = WebPage
+    fields = ["url", "document", "status_code", "error", "fetched_at"]
+    readonly_fields = ["url", "document", "status_code", "error", "fetched_at"]
+    extra = 0
+    can_delete = False
+    show_change_link = False
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(WebSource)
+class WebSourceAdmin(admin.ModelAdmin[WebSource]):
+    list_display = ["url", "collection", "mode", "sync_state", "page_count", "last_synced_at", "next_sync_at"]
+    list_filter = ["sync_status", "mode", "collection"]
+    search_fields = ["url"]
+    list_select_related = ["collection"]
+    actions = ["resync_action", "delete_selected"]
+    inlines = [WebPageInline]
+    # A source is added through "Add from the web" (the service checks the URL and its addresses); to change its
+    # URL or limits, delete it and add it again.
+    readonly_fields = [
+        "collection",
+        "url",
+        "mode",
+        "max_pages",
+        "max_depth",
+        "max_page_bytes",
+        "max_total_bytes",
+        "requests_per_second",
+        "sync_interval_minutes",
+        "sync_state",
+        "last_synced_at",
+        "next_sync_at",
+        "page_count",
+        "created_by",
+        "created_at",
+        "updated_at",
+    ]
+    exclude = ["sync_status", "last_error"]
+
+    @admin.display(description="sync", ordering="sync_status")
+    def sync_state(self, source: WebSource) -> str:
+        colours = {"synced": "#2e7d32", "partial": "#b26a00", "failed": "#ba2121"}
+        error = (
+            format_html('<br><span style="color:#ba2121">{}</span>', source.last_error[:500])
+            if source.last_error
+            else ""
+        )
+        return format_html(
+            '<strong style="color:{}">{}</strong>{}',
+            colours.get(source.sync_status, "#757575"),
+            source.get_sync_status_display(),
+            error,
+        )
+
+    def add_view(
+        self, request: HttpRequest, form_url: str = "", extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        if not self.has_add_permission(request):
+            raise PermissionDenied
+        form = WebSourceForm(request.POST or None, initial={"collection": request.GET.get("collection")})
+        if request.method == "POST" and form.is_valid():
+            data = dict(form.cleaned_data)
+            collection = data.pop("collection")
+            try:
+                source = services.web_source_create(collection=collection, created_by=request.user, **data)
+            except DomainError as exc:
+                form.add_error(None, exc.message)
+            else:
+                messages.success(
+                    request, f"{source.url}: added to {collection}; its pages are fetched in the background."
+                )
+                return HttpResponseRedirect(reverse("admin:knowledge_websource_change", args=[source.pk]))
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Add from the web",
+            "form": form,
+            "opts": self.model._meta,
+            "allow_private": settings.KNOWLEDGE_WEB_ALLOW_PRIVATE,
+        }
+        return TemplateResponse(request, "admin/knowledge/web_source_add.html", context)
+
+    @admin.action(description="Sync the selected web sources now")
+    def resync_action(self, request: HttpRequest, queryset: QuerySet[WebSource]) -> None:
+        for source in queryset:
+            services.web_source_request_sync(source=source)
+        self.message_user(request, f"{queryset.count()} web sources queued for a sync.")
+
+    def delete_model(self, request: HttpRequest, obj: WebSource) -> None:
+        services.web_source_delete(source=obj)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[WebSource]) -> None:
+        for source in queryset:
+            services.web_source_delete(source=source)

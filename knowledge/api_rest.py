@@ -1,4 +1,4 @@
-"""The resource API (DRF): collections, documents and their chunks.
+"""The resource API (DRF): collections, documents and their chunks, and web sources.
 
 Every queryset comes from a selector scoped to the caller, so a collection or document the caller may not read
 is a 404. Staff write (create, upload, re-ingest, delete); everyone else reads.
@@ -21,7 +21,7 @@ from rest_framework.response import Response
 
 from core.errors import InvalidInput, PayloadTooLarge
 from knowledge import selectors, services
-from knowledge.models import Chunk, Collection, Document
+from knowledge.models import Chunk, Collection, Document, WebSource
 
 
 class IsStaffOrReadOnly(permissions.BasePermission):
@@ -29,6 +29,11 @@ class IsStaffOrReadOnly(permissions.BasePermission):
         if not (request.user and request.user.is_authenticated):
             return False
         return request.method in permissions.SAFE_METHODS or bool(request.user.is_staff)
+
+
+class IsStaff(permissions.BasePermission):
+    def has_permission(self, request: Request, view: Any) -> bool:
+        return bool(request.user and request.user.is_authenticated and request.user.is_staff)
 
 
 # --- Serializers: input and output apart ------------------------------------------------------------------------
@@ -158,6 +163,48 @@ class ChunkOut(serializers.ModelSerializer[Chunk]):
             "embedding_model",
             "text",
         ]
+
+
+class WebSourceOut(serializers.ModelSerializer[WebSource]):
+    collection: serializers.SlugRelatedField[Collection] = serializers.SlugRelatedField(
+        slug_field="slug", read_only=True
+    )
+
+    class Meta:
+        model = WebSource
+        fields = [
+            "id",
+            "collection",
+            "url",
+            "mode",
+            "max_pages",
+            "max_depth",
+            "max_page_bytes",
+            "max_total_bytes",
+            "requests_per_second",
+            "sync_interval_minutes",
+            "sync_status",
+            "last_synced_at",
+            "last_error",
+            "next_sync_at",
+            "page_count",
+            "created_at",
+            "updated_at",
+        ]
+
+
+class WebSourceIn(serializers.Serializer[Any]):
+    collection = serializers.SlugField(help_text="Slug of the collection the pages go into.")
+    url = serializers.URLField(max_length=1000, help_text="The page, the sitemap, or where the crawl starts.")
+    mode = serializers.ChoiceField(choices=WebSource.Mode.choices, default=WebSource.Mode.PAGE)
+    max_pages = serializers.IntegerField(min_value=1, max_value=100_000, default=100)
+    max_depth = serializers.IntegerField(min_value=0, max_value=20, default=2, help_text="Crawl only.")
+    max_page_bytes = serializers.IntegerField(min_value=1, default=5 * 1024 * 1024)
+    max_total_bytes = serializers.IntegerField(min_value=1, default=100 * 1024 * 1024)
+    requests_per_second = serializers.FloatField(min_value=0.01, max_value=100, default=1.0)
+    sync_interval_minutes = serializers.IntegerField(
+        min_value=0, default=24 * 60, help_text="How often it is fetched again; 0: only on demand."
+    )
 
 
 # --- Views --------------------------------------------------------------------------------------------------------
@@ -318,3 +365,49 @@ class DocumentViewSet(
             filename=document.source_name.rsplit("/", 1)[-1],
             content_type=document.media_type or "application/octet-stream",
         )
+
+
+class WebSourceViewSet(
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.DestroyModelMixin,
+    viewsets.GenericViewSet[WebSource],
+):
+    """Pages added by URL (one page, a sitemap, a crawl of one site); staff only."""
+
+    permission_classes = [IsStaff]
+    serializer_class = WebSourceOut
+
+    def get_queryset(self) -> QuerySet[WebSource]:
+        return selectors.web_source_list(user=self.request.user).order_by("-created_at", "-pk")
+
+    @extend_schema(
+        request=WebSourceIn,
+        responses={
+            201: WebSourceOut,
+            400: ERROR_RESPONSE,
+            404: ERROR_RESPONSE,
+            409: ERROR_RESPONSE,
+            422: ERROR_RESPONSE,
+        },
+        description="Add a web source and queue its first sync. Only http(s); a URL whose host resolves to a private, "
+        "loopback, link-local, multicast or reserved address is refused (422) unless the deployment allows them "
+        "(KNOWLEDGE_WEB_ALLOW_PRIVATE). The same URL twice in a collection is a conflict (409).",
+    )
+    def create(self, request: Request) -> Response:
+        payload = WebSourceIn(data=request.data)
+        payload.is_valid(raise_exception=True)
+        data = dict(payload.validated_data)
+        collection = selectors.collection_get(user=request.user, slug=data.pop("collection"))
+        source = services.web_source_create(collection=collection, created_by=request.user, **data)
+        return Response(WebSourceOut(source).data, status=status.HTTP_201_CREATED)
+
+    def perform_destroy(self, instance: WebSource) -> None:
+        services.web_source_delete(source=instance)
+
+    @extend_schema(request=None, responses={202: WebSourceOut})
+    @action(detail=True, methods=["post"])
+    def resync(self, request: Request, pk: str | None = None) -> Response:
+        source = services.web_source_request_sync(source=self.get_object())
+        source.refresh_from_db()
+        return Response(WebSourceOut(source).data, status=status.HTTP_202_ACCEPTED)

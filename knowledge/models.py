@@ -215,3 +215,79 @@ class Chunk(models.Model):
 
     def __str__(self) -> str:
         return f"{self.document_id}#{self.position}"
+
+
+class WebSource(models.Model):
+    """Pages fetched from the web into a collection: one page, the pages a sitemap lists, or a crawl of one site."""
+
+    class Mode(models.TextChoices):
+        PAGE = "page", "One page"
+        SITEMAP = "sitemap", "The pages of a sitemap"
+        CRAWL = "crawl", "Follow same-site links"
+
+    class SyncStatus(models.TextChoices):
+        NEW = "new", "Not synced yet"
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Syncing"
+        SYNCED = "synced", "Synced"
+        PARTIAL = "partial", "Synced, some pages failed"
+        FAILED = "failed", "Failed"
+
+    collection = models.ForeignKey(Collection, on_delete=models.CASCADE, related_name="web_sources")
+    url = models.URLField(max_length=1000, help_text="The page, the sitemap, or where the crawl starts.")
+    mode = models.CharField(max_length=20, choices=Mode.choices, default=Mode.PAGE)
+    max_pages = models.PositiveIntegerField(default=100)
+    max_depth = models.PositiveIntegerField(
+        default=2, help_text="Links followed from the start (crawl only)."
+    )
+    max_page_bytes = models.PositiveBigIntegerField(default=5 * 1024 * 1024)
+    max_total_bytes = models.PositiveBigIntegerField(default=100 * 1024 * 1024)
+    requests_per_second = models.FloatField(default=1.0)
+    sync_interval_minutes = models.PositiveIntegerField(
+        default=24 * 60, help_text="How often it is fetched again; 0: only on demand."
+    )
+    sync_status = models.CharField(max_length=20, choices=SyncStatus.choices, default=SyncStatus.NEW)
+    last_synced_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    next_sync_at = models.DateTimeField(null=True, blank=True)
+    page_count = models.PositiveIntegerField(default=0)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["collection", "url"], name="websource_unique_url"),
+            models.CheckConstraint(condition=Q(requests_per_second__gt=0), name="websource_rate_positive"),
+            models.CheckConstraint(condition=Q(max_pages__gte=1), name="websource_max_pages_positive"),
+        ]
+        indexes = [models.Index(fields=["sync_status", "next_sync_at"])]
+
+    def __str__(self) -> str:
+        return self.url
+
+
+class WebPage(models.Model):
+    """One page of a web source as last fetched: what a conditional GET sends, and the document it became."""
+
+    source = models.ForeignKey(WebSource, on_delete=models.CASCADE, related_name="pages")
+    url = models.CharField(max_length=1000)
+    document = models.ForeignKey(
+        Document, null=True, blank=True, on_delete=models.SET_NULL, related_name="web_pages"
+    )
+    etag = models.CharField(max_length=500, blank=True)
+    last_modified = models.CharField(max_length=100, blank=True)
+    content_hash = models.CharField(max_length=64, blank=True, help_text="SHA-256 of the page's bytes.")
+    status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    fetched_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["source", "url"], name="webpage_unique_url")]
+
+    def __str__(self) -> str:
+        return self.url

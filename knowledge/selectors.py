@@ -11,7 +11,7 @@ from django.db.models import Count, F, Q, QuerySet
 from core.errors import ObjectNotFound
 from knowledge import search
 from knowledge.chunking import split_sentences
-from knowledge.models import Chunk, Collection, Document
+from knowledge.models import Chunk, Collection, Document, WebSource
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
@@ -72,6 +72,13 @@ def chunk_search(
     return search.search(
         query=query, collections=collections, limit=limit, mode=mode, rerank=rerank, **options
     )
+
+
+def web_source_list(*, user: User) -> QuerySet[WebSource]:
+    """The web sources `user` may manage: all of them for active staff, none for anyone else."""
+    if not (user.is_authenticated and user.is_active and getattr(user, "is_staff", False)):
+        return WebSource.objects.none()
+    return WebSource.objects.select_related("collection")
 
 
 def document_list(*, user: User) -> QuerySet[Document]:

@@ -57,3 +57,19 @@ def sweep_orphan_files() -> int:
 @shared_task(acks_late=True, ignore_result=True, soft_time_limit=300, time_limit=330)
 def refresh_chunk_statistics() -> bool:
     return services.chunk_statistics_refresh()
+
+
+@shared_task(
+    **retrying_task(backoff=30, backoff_max=600, max_retries=3, soft_time_limit=3600, time_limit=3660)
+)
+def sync_web_source(self: Task, source_id: int) -> str:
+    try:
+        report = services.web_source_sync(source_id=source_id)
+    except services.WebSourceNotFound:
+        return "deleted"
+    return report.summary()
+
+
+@shared_task(acks_late=True, ignore_result=True, soft_time_limit=60, time_limit=90)
+def sync_due_web_sources() -> int:
+    return len(services.web_sources_queue_due())

@@ -295,6 +295,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "knowledge.tasks.refresh_chunk_statistics",
         "schedule": env.float("KNOWLEDGE_STATISTICS_INTERVAL_SECONDS", default=300.0),
     },
+    # Queues the web sources whose re-sync is due (each source has its own interval).
+    "sync-due-web-sources": {
+        "task": "knowledge.tasks.sync_due_web_sources",
+        "schedule": env.float("KNOWLEDGE_WEB_SWEEP_INTERVAL_SECONDS", default=300.0),
+    },
 }
 
 # --- Embeddings, retrieval, answers, models (app knobs carry their app's prefix) -------------------------------
@@ -321,6 +326,13 @@ KNOWLEDGE_INGEST_STALE_SECONDS = env.int("KNOWLEDGE_INGEST_STALE_SECONDS", defau
 KNOWLEDGE_INGEST_MAX_ATTEMPTS = env.int("KNOWLEDGE_INGEST_MAX_ATTEMPTS", default=3)
 # A document still waiting for a worker after this long is enqueued again (a lost message is harmless twice).
 KNOWLEDGE_INGEST_REQUEUE_SECONDS = env.int("KNOWLEDGE_INGEST_REQUEUE_SECONDS", default=3600)
+# Web sources: the fetcher refuses private, loopback, link-local, multicast and reserved addresses (checked for every
+# address a host resolves to, on every redirect) unless this allows them, so that no user makes the server fetch
+# internal services. Leave it off wherever the server can reach anything a user must not.
+KNOWLEDGE_WEB_ALLOW_PRIVATE = env.bool("KNOWLEDGE_WEB_ALLOW_PRIVATE", default=False)
+KNOWLEDGE_WEB_USER_AGENT = env("KNOWLEDGE_WEB_USER_AGENT", default="kb-fetcher/1.0")
+KNOWLEDGE_WEB_TIMEOUT_SECONDS = env.float("KNOWLEDGE_WEB_TIMEOUT_SECONDS", default=20.0)
+KNOWLEDGE_WEB_MAX_REDIRECTS = env.int("KNOWLEDGE_WEB_MAX_REDIRECTS", default=5)
 # 200: recall@10 0.999 against exact search at a million clustered vectors with the chunk index's m 32 /
 # ef_construction 128 (0.944 at 100); benchmarks/README.md.
 KNOWLEDGE_HNSW_EF_SEARCH = env.int("KNOWLEDGE_HNSW_EF_SEARCH", default=200)

@@ -19,6 +19,7 @@ from knowledge.services.errors import (
     DocumentTooLarge,
     EmptyDocument,
     ReembedInProgress,
+    WebSourceNotFound,
 )
 from knowledge.services.indexing import (
     RETRY_QUEUE,
@@ -33,6 +34,15 @@ from knowledge.services.reembed import (
     collection_reembed_run,
 )
 from knowledge.services.statistics import chunk_statistics_refresh
+from knowledge.services.web_sources import (
+    SyncReport,
+    web_source_create,
+    web_source_delete,
+    web_source_ingest,
+    web_source_request_sync,
+    web_source_sync,
+    web_sources_queue_due,
+)
 
 __all__ = [
     "RETRY_QUEUE",
@@ -44,6 +54,8 @@ __all__ = [
     "Imported",
     "Outcome",
     "ReembedInProgress",
+    "SyncReport",
+    "WebSourceNotFound",
     "chunk_statistics_refresh",
     "collection_create",
     "collection_get_or_create",
@@ -61,4 +73,10 @@ __all__ = [
     "documents_recover_stalled",
     "documents_wait",
     "file_reader",
+    "web_source_create",
+    "web_source_delete",
+    "web_source_ingest",
+    "web_source_request_sync",
+    "web_source_sync",
+    "web_sources_queue_due",
 ]

@@ -220,13 +220,26 @@ def storage_file_name(name: str) -> str:
 
 
 def document_import(
-    *, collection: Collection, name: str, content: IO[bytes] | bytes, index_now: bool
+    *,
+    collection: Collection,
+    name: str,
+    content: IO[bytes] | bytes,
+    index_now: bool,
+    created_by: AbstractBaseUser | AnonymousUser | None = None,
+    title: str = "",
 ) -> DocumentAdded:
     """Add a file as `document_add` does, then index it in this process (`index_now`) or leave it to a worker.
 
     Indexing in-process is for command-line imports that should not depend on a running worker.
     """
-    added = document_add(collection=collection, name=name, content=content, enqueue=not index_now)
+    added = document_add(
+        collection=collection,
+        name=name,
+        content=content,
+        created_by=created_by,
+        title=title,
+        enqueue=not index_now,
+    )
     document = added.document
     if index_now and not (document.status == Document.Status.READY and added.outcome == "unchanged"):
         if document.status == Document.Status.FAILED:

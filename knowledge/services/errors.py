@@ -21,3 +21,7 @@ class EmptyDocument(InvalidInput):
 
 class ReembedInProgress(Conflict):
     """The collection is already being re-embedded."""
+
+
+class WebSourceNotFound(ObjectNotFound):
+    """No such web source."""
