@@ -288,3 +288,45 @@ def test_with_ocr_off_a_mixed_pdf_keeps_its_typed_pages_only():
 
     assert {block.page for block in parsed.blocks} == {1}
     assert "boiler settings" in parsed.text
+
+
+def sectioned_pdf_with_a_scanned_page(typed: str, scanned: Image.Image) -> bytes:
+    """Page 1 typed under the bookmark "Boilers", page 2 a picture only under "Valves"."""
+    from fpdf import FPDF
+
+    pdf = FPDF()
+    pdf.set_font("helvetica", size=11)
+    pdf.add_page()
+    pdf.start_section("Boilers")
+    pdf.multi_cell(0, 6, typed)
+    pdf.add_page()
+    pdf.start_section("Valves")
+    pdf.image(io.BytesIO(encoded(scanned, "PNG")), x=10, y=10, w=190)
+    return bytes(pdf.output())
+
+
+def test_a_question_answered_only_by_the_scan_cites_the_scanned_page(
+    django_capture_on_commit_callbacks, reader
+):
+    from chat import services as chat_services
+    from knowledge.embeddings import MINILM
+
+    collection = CollectionFactory(slug="plant", embedding_model=MINILM, visibility="public")
+    scan = text_image(
+        [
+            "The emergency shutoff valve is behind",
+            "the blue door in the north stairwell.",
+            "Turn it clockwise to close the gas line.",
+        ]
+    )
+    data = sectioned_pdf_with_a_scanned_page("The boiler is serviced every spring by the contractor.", scan)
+    added = add(collection, "plant.pdf", data, django_capture_on_commit_callbacks)
+    assert Document.objects.get(pk=added.document.pk).status == Document.Status.READY
+
+    asked = chat_services.question_ask(
+        user=reader, question="Where is the emergency shutoff valve?", collection_ids=[collection.pk]
+    )
+
+    cited = {(c.document_id, c.page_number) for c in asked.answer.citations.all() if c.number == 1}
+    assert (added.document.pk, 2) in cited
+    assert "blue door" in asked.answer.text
