@@ -35,6 +35,12 @@ ENV PATH=/opt/venv/bin:$PATH \
     DJANGO_STATIC_ROOT=/app/staticfiles \
     KNOWLEDGE_MODEL_CACHE_DIR=/opt/models \
     PORT=8000
+# Tesseract reads images and scanned PDF pages (knowledge/ocr.py); each other OCR language is one more
+# tesseract-ocr-<lang> package (KNOWLEDGE_OCR_LANGUAGES). Debian's versions, as the base image's release has them.
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends tesseract-ocr tesseract-ocr-eng \
+    && rm -rf /var/lib/apt/lists/*
 RUN groupadd --system --gid 10001 app \
     && useradd --system --uid 10001 --gid app --home-dir /app --shell /usr/sbin/nologin app \
     && mkdir -p /data /app \

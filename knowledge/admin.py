@@ -94,12 +94,13 @@ class CollectionAdmin(admin.ModelAdmin[Collection]):
         "name",
         "slug",
         "visibility",
+        "ocr",
         "embedding_model",
         "documents",
         "reembed_state",
         "updated_at",
     ]
-    list_filter = ["visibility", "embedding_model"]
+    list_filter = ["visibility", "ocr", "embedding_model"]
     search_fields = ["name", "slug", "description"]
     prepopulated_fields = {"slug": ("name",)}
     filter_horizontal = ["allowed_users", "allowed_groups"]

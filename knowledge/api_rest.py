@@ -50,6 +50,7 @@ class CollectionOut(serializers.ModelSerializer[Collection]):
             "name",
             "description",
             "visibility",
+            "ocr",
             "embedding_model",
             "reembed_target_model",
             "reembed_progress",
@@ -67,6 +68,9 @@ class CollectionIn(serializers.Serializer[Any]):
         choices=Collection.Visibility.choices, default=Collection.Visibility.RESTRICTED
     )
     embedding_model = serializers.CharField(required=False, allow_blank=True, default="")
+    ocr = serializers.BooleanField(
+        required=False, default=True, help_text="Read images and scanned PDF pages with OCR (Tesseract)."
+    )
 
 
 class DocumentOut(serializers.ModelSerializer[Document]):

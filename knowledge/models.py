@@ -52,6 +52,12 @@ class Collection(models.Model):
         blank=True, help_text="One question per line, offered on the home page to people who may read it."
     )
     visibility = models.CharField(max_length=20, choices=Visibility.choices, default=Visibility.RESTRICTED)
+    ocr = models.BooleanField(
+        "OCR",
+        default=True,
+        help_text="Read images and scanned PDF pages with OCR (Tesseract). Off: images fail, and PDFs keep only "
+        "their text layer.",
+    )
     allowed_users = models.ManyToManyField(
         settings.AUTH_USER_MODEL, blank=True, related_name="readable_collections"
     )

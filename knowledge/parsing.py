@@ -19,10 +19,14 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from core.errors import InvalidInput
+from knowledge import ocr
+from knowledge.ocr import OcrOptions
 
 if TYPE_CHECKING:
     from bs4 import Tag
+    from PIL import Image
     from pptx.shapes.base import BaseShape
+    from pypdfium2 import PdfDocument
 
 PDF = "application/pdf"
 HTML = "text/html"
@@ -34,12 +38,24 @@ PPTX = "application/vnd.openxmlformats-officedocument.presentationml.presentatio
 EPUB = "application/epub+zip"
 CSV = "text/csv"
 TSV = "text/tab-separated-values"
-SUPPORTED = (PDF, HTML, MARKDOWN, TEXT, DOCX, XLSX, PPTX, EPUB, CSV, TSV)
+PNG = "image/png"
+JPEG = "image/jpeg"
+TIFF = "image/tiff"
+WEBP = "image/webp"
+GIF = "image/gif"
+BMP = "image/bmp"
+IMAGES = (PNG, JPEG, TIFF, WEBP, GIF, BMP)
+SUPPORTED = (PDF, HTML, MARKDOWN, TEXT, DOCX, XLSX, PPTX, EPUB, CSV, TSV, *IMAGES)
 # The file names a folder walk picks up (`manage.py ingest DIR`); a file named on its own is always read, by content.
 FILE_SUFFIXES = frozenset(
     {".pdf", ".html", ".htm", ".xhtml", ".md", ".markdown", ".txt", ".text", ".rst"}
     | {".docx", ".xlsx", ".xlsm", ".pptx", ".epub", ".csv", ".tsv"}
+    | {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".gif", ".bmp"}
 )
+# A PDF page whose text layer has fewer letters and digits than this, and that holds a picture, is a scan: it is
+# OCRed. A typed page's running header alone has more; a scan's stamped page number or a scanner's few invisible
+# words have fewer.
+MIN_TEXT_LAYER_CHARS = 20
 
 # DOCX, XLSX, PPTX and EPUB are zips; one whose members would inflate past this is treated as a bomb, not parsed.
 # Counted as the members are inflated, never taken from the zip's headers (which can under-state it). Its XML parts
@@ -141,7 +157,9 @@ class _Builder:
 
 def _no_text_message(media_type: str) -> str:
     if media_type == PDF:
-        return "No extractable text: the PDF has no text layer (a scanned document?). OCR is not supported."
+        return "No extractable text: the PDF has no text layer, and OCR found no readable text on its pages."
+    if media_type in IMAGES:
+        return "No extractable text: OCR found no readable text in the image (only noise or a picture without words)."
     if media_type == HTML:
         return "No extractable text: the HTML page has no readable content (only scripts, styles or navigation?)."
     return "No extractable text: the file is empty or holds only whitespace."
@@ -155,6 +173,9 @@ def detect_media_type(data: bytes, filename: str = "") -> str:
         return PDF
     if data.startswith(b"PK\x03\x04"):
         return _zip_media_type(data)
+    image = _image_media_type(data)
+    if image:
+        return image
     signature = _binary_signature(data)
     if signature:
         raise UnsupportedType(f"Unsupported type: {signature}.")
@@ -210,10 +231,33 @@ def _zip_media_type(data: bytes) -> str:
     )
 
 
+_IMAGE_SIGNATURES: tuple[tuple[bytes, str], ...] = (
+    (b"\x89PNG\r\n\x1a\n", PNG),
+    (b"\xff\xd8\xff", JPEG),
+    (b"GIF87a", GIF),
+    (b"GIF89a", GIF),
+    (b"II*\x00", TIFF),
+    (b"MM\x00*", TIFF),
+)
+
+
+def _image_media_type(data: bytes) -> str | None:
+    for magic, media_type in _IMAGE_SIGNATURES:
+        if data.startswith(magic):
+            return media_type
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return WEBP
+    # "BM" alone starts many a text file; a BMP also has one of the known DIB header sizes at offset 14.
+    if (
+        data[:2] == b"BM"
+        and len(data) > 26
+        and int.from_bytes(data[14:18], "little") in (12, 40, 52, 56, 64, 108, 124)
+    ):
+        return BMP
+    return None
+
+
 _SIGNATURES: tuple[tuple[bytes, str], ...] = (
-    (b"\x89PNG", "a PNG image"),
-    (b"\xff\xd8\xff", "a JPEG image"),
-    (b"GIF8", "a GIF image"),
     (b"\x1f\x8b", "a gzip archive"),
     (b"7z\xbc\xaf", "a 7-Zip archive"),
     (b"Rar!", "a RAR archive"),
@@ -303,16 +347,27 @@ def _clean(text: str) -> str:
 
 
 def parse(
-    data: bytes, *, filename: str = "", on_page: Callable[[int, int], None] | None = None
+    data: bytes,
+    *,
+    filename: str = "",
+    on_page: Callable[[int, int], None] | None = None,
+    ocr_options: OcrOptions | None = None,
 ) -> ParsedDocument:
-    """Extract text blocks from `data`; raises ParseError (or UnsupportedType) with a human-readable reason.
+    """Extract text blocks from `data`; raises ParseError (or UnsupportedType, ocr.OcrError) with a human-readable
+    reason.
 
-    `on_page(done, total)` is called while long (paginated) documents are read, to report progress.
+    `on_page(done, total)` is called while long (paginated) documents are read, to report progress. Images and the
+    PDF pages without a text layer are OCRed as `ocr_options` say (Tesseract's defaults when None).
     """
     media_type = detect_media_type(data, filename)
     fallback_title = title_from_filename(filename)
+    options = ocr_options or OcrOptions()
     if media_type == PDF:
-        return parse_pdf(data, fallback_title=fallback_title, on_page=on_page)
+        return parse_pdf(data, fallback_title=fallback_title, on_page=on_page, ocr_options=options)
+    if media_type in IMAGES:
+        return parse_image(
+            data, media_type=media_type, fallback_title=fallback_title, on_page=on_page, ocr_options=options
+        )
     if media_type == DOCX:
         return parse_docx(data, fallback_title=fallback_title)
     if media_type == XLSX:
@@ -625,10 +680,19 @@ def _html_table_rows(table: Tag) -> tuple[list[str] | None, list[list[str]]]:
 
 
 def parse_pdf(
-    data: bytes, *, fallback_title: str, on_page: Callable[[int, int], None] | None = None
+    data: bytes,
+    *,
+    fallback_title: str,
+    on_page: Callable[[int, int], None] | None = None,
+    ocr_options: OcrOptions | None = None,
 ) -> ParsedDocument:
+    """The PDF's text layer page by page; a page without one that holds a picture (a scan) is OCRed instead, so that
+    a PDF mixing typed and scanned pages keeps both. More scanned pages than the OCR page cap fail the whole
+    document before any is read: it is never half-indexed."""
     import pypdfium2 as pdfium
+    import pypdfium2.raw as pdfium_c
 
+    options = ocr_options or OcrOptions()
     try:
         pdf = pdfium.PdfDocument(data)
     except pdfium.PdfiumError as exc:
@@ -640,19 +704,39 @@ def parse_pdf(
     try:
         page_count = len(pdf)
         outline = _pdf_outline(pdf)
-        builder = _Builder()
+        # First the text layers, which are cheap, to know which pages are scans before OCRing any of them.
+        texts: list[str] = []
+        scanned: list[int] = []
         for index in range(page_count):
             page = pdf[index]
             try:
                 textpage = page.get_textpage()
                 page_text = textpage.get_text_bounded()
                 textpage.close()
+                if sum(c.isalnum() for c in page_text) < MIN_TEXT_LAYER_CHARS and any(
+                    True for _ in page.get_objects(filter=[pdfium_c.FPDF_PAGEOBJ_IMAGE], max_depth=4)
+                ):
+                    scanned.append(index)
             finally:
                 page.close()
+            texts.append(page_text)
+        program = _ocr_program(options, scanned, page_count, texts)
+        builder = _Builder()
+        scanned_set = set(scanned) if program else set()
+        for index in range(page_count):
             headings = outline(index)
-            for paragraph in _pdf_paragraphs(page_text):
-                builder.add_block(paragraph, headings, index + 1)
-            if on_page is not None and (index % 10 == 9 or index == page_count - 1):
+            if index in scanned_set:
+                image = _render_pdf_page(pdf, index)
+                page_read = _read_page(image, program=program, options=options, page=index + 1)
+                image.close()
+                if not page_read.is_noise:
+                    for paragraph in _ocr_paragraphs(page_read):
+                        builder.add_block(paragraph, headings, index + 1)
+            else:
+                for paragraph in _pdf_paragraphs(texts[index]):
+                    builder.add_block(paragraph, headings, index + 1)
+            texts[index] = ""
+            if on_page is not None and (index in scanned_set or index % 10 == 9 or index == page_count - 1):
                 on_page(index + 1, page_count)
         metadata_title = (pdf.get_metadata_value("Title") or "").strip()
     except pdfium.PdfiumError as exc:
@@ -662,17 +746,136 @@ def parse_pdf(
     return builder.build(PDF, metadata_title or fallback_title, page_count=page_count)
 
 
+def _ocr_program(options: OcrOptions, scanned: list[int], page_count: int, texts: list[str]) -> str:
+    """The tesseract program for the scanned pages ("" when there are none, or OCR is off and the text layer has
+    text of its own); raises ParseError when they cannot be OCRed."""
+    if not scanned:
+        return ""
+    if not options.enabled:
+        if any(sum(c.isalnum() for c in text) >= MIN_TEXT_LAYER_CHARS for text in texts):
+            return ""  # OCR turned off: the typed pages are indexed, as they were before OCR existed
+        raise ParseError(
+            f"No extractable text: the PDF has no text layer (a scanned document?), and {options.disabled_reason}"
+        )
+    if len(scanned) > options.max_pages:
+        raise ParseError(
+            f"The PDF has {len(scanned)} scanned pages (of {page_count}) to OCR, more than the limit of "
+            f"{options.max_pages} (KNOWLEDGE_OCR_MAX_PAGES); it was not indexed. Split it, or raise the limit."
+        )
+    try:
+        return ocr.check_available(options)
+    except ocr.OcrError as exc:
+        raise ParseError(exc.message) from exc
+
+
+def _read_page(image: Image.Image, *, program: str, options: OcrOptions, page: int) -> ocr.OcrPage:
+    try:
+        return ocr.read_page(ocr.prepare(image), program=program, options=options, page=page)
+    except ocr.OcrError as exc:
+        raise ParseError(exc.message) from exc
+
+
+def _render_pdf_page(pdf: PdfDocument, index: int) -> Image.Image:
+    """The page as a grey picture at OCR resolution (less for a page too large to hold at that)."""
+    page = pdf[index]
+    try:
+        width, height = page.get_size()  # in points, 72 to the inch
+        scale = ocr.RENDER_DPI / 72
+        if width * height * scale * scale > ocr.MAX_PIXELS:
+            scale = (ocr.MAX_PIXELS / (width * height)) ** 0.5
+        bitmap = page.render(scale=scale, grayscale=True)
+        try:
+            picture: Image.Image = bitmap.to_pil().copy()
+            return picture
+        finally:
+            bitmap.close()
+    finally:
+        page.close()
+
+
+def _ocr_paragraphs(page: ocr.OcrPage) -> Iterator[str]:
+    for lines in page.paragraphs:
+        texts = [line.text.strip() for line in lines if line.text.strip()]
+        if texts:
+            yield _join_lines(texts)
+
+
+def _join_lines(lines: list[str]) -> str:
+    """Lines of a paragraph unwrapped, with a word hyphenated at a line's end joined again."""
+    joined = lines[0]
+    for line in lines[1:]:
+        joined = joined[:-1] + line if re.search(r"[a-z]-$", joined) else f"{joined} {line}"
+    return joined
+
+
+# --- Images --------------------------------------------------------------------------------------------------------
+
+
+def parse_image(
+    data: bytes,
+    *,
+    media_type: str,
+    fallback_title: str,
+    on_page: Callable[[int, int], None] | None = None,
+    ocr_options: OcrOptions | None = None,
+) -> ParsedDocument:
+    """The text of a picture, by OCR: every page of a multi-page TIFF, the first frame of a GIF or animated WebP."""
+    import warnings
+
+    from PIL import Image as PilImage
+    from PIL import UnidentifiedImageError
+
+    options = ocr_options or OcrOptions()
+    if not options.enabled:
+        raise ParseError(f"An image is read only by OCR, and {options.disabled_reason}")
+    try:
+        with warnings.catch_warnings():
+            # A picture past Pillow's decompression-bomb bound is refused, not decoded into gigabytes.
+            warnings.simplefilter("error", PilImage.DecompressionBombWarning)
+            image = PilImage.open(io.BytesIO(data))
+            width, height = image.size
+            if width * height > 4 * ocr.MAX_PIXELS:
+                raise ParseError(f"The image is too large to OCR ({width} x {height} pixels).")
+            frames = getattr(image, "n_frames", 1) if media_type == TIFF else 1
+            if frames > options.max_pages:
+                raise ParseError(
+                    f"The TIFF has {frames} pages to OCR, more than the limit of {options.max_pages} "
+                    "(KNOWLEDGE_OCR_MAX_PAGES); it was not indexed. Split it, or raise the limit."
+                )
+            program = ocr.check_available(options)
+            builder = _Builder()
+            for index in range(frames):
+                image.seek(index)
+                frame = image.copy()
+                page_read = _read_page(frame, program=program, options=options, page=index + 1)
+                frame.close()
+                if not page_read.is_noise:
+                    for paragraph in _ocr_paragraphs(page_read):
+                        builder.add_block(paragraph, (), index + 1 if frames > 1 else None)
+                if on_page is not None:
+                    on_page(index + 1, frames)
+    except ocr.OcrError as exc:
+        raise ParseError(exc.message) from exc
+    except (
+        UnidentifiedImageError,
+        PilImage.DecompressionBombError,
+        PilImage.DecompressionBombWarning,
+    ) as exc:
+        raise ParseError(
+            f"The file is not a readable image (damaged, truncated or too large): {exc}."
+        ) from exc
+    except (OSError, ValueError, EOFError, SyntaxError) as exc:
+        raise ParseError(f"The image could not be decoded (damaged or truncated): {exc}.") from exc
+    return builder.build(media_type, fallback_title, page_count=frames if frames > 1 else None)
+
+
 def _pdf_paragraphs(page_text: str) -> Iterator[str]:
     """Paragraphs of a PDF page: blank-line separated, with hyphenated line ends joined and lines unwrapped."""
     page_text = page_text.replace("\r\n", "\n").replace("\r", "\n").replace("\x02", "").replace("\ufffe", "")
     for raw in re.split(r"\n\s*\n", page_text):
         lines = [line.strip() for line in raw.split("\n") if line.strip()]
-        if not lines:
-            continue
-        joined = lines[0]
-        for line in lines[1:]:
-            joined = joined[:-1] + line if re.search(r"[a-z]-$", joined) else f"{joined} {line}"
-        yield joined
+        if lines:
+            yield _join_lines(lines)
 
 
 def _pdf_outline(pdf: object) -> Callable[[int], tuple[str, ...]]:

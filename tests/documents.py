@@ -195,3 +195,18 @@ def zip_bomb_bytes(main_part: str, expanded_mb: int = 300, *, content_types: boo
             for _ in range(expanded_mb):
                 member.write(block)
     return buffer.getvalue()
+
+
+def merged_pdf_bytes(parts: list[bytes]) -> bytes:
+    """The pages of several PDFs, in order, as one PDF."""
+    import pypdfium2 as pdfium
+
+    merged = pdfium.PdfDocument.new()
+    for part in parts:
+        source = pdfium.PdfDocument(part)
+        merged.import_pages(source)
+        source.close()
+    buffer = io.BytesIO()
+    merged.save(buffer)
+    merged.close()
+    return buffer.getvalue()

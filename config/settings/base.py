@@ -315,6 +315,13 @@ KNOWLEDGE_EMBEDDING_RUNTIME = env("KNOWLEDGE_EMBEDDING_RUNTIME", default="onnx")
 KNOWLEDGE_MODEL_CACHE_DIR = Path(env("KNOWLEDGE_MODEL_CACHE_DIR", default=str(DATA_DIR / "models")))
 KNOWLEDGE_CHUNK_TOKENS = env.int("KNOWLEDGE_CHUNK_TOKENS", default=200)
 KNOWLEDGE_CHUNK_OVERLAP_TOKENS = env.int("KNOWLEDGE_CHUNK_OVERLAP_TOKENS", default=32)
+# OCR of images and scanned PDF pages with Debian's Tesseract (knowledge/ocr.py): the program (a name on PATH or a
+# path), its languages joined by "+" (each a tesseract-ocr-<lang> package), the time one page may take and the most
+# pages a document may have to OCR (over it, the document is FAILED, not half-indexed).
+KNOWLEDGE_OCR_TESSERACT = env("KNOWLEDGE_OCR_TESSERACT", default="tesseract")
+KNOWLEDGE_OCR_LANGUAGES = env("KNOWLEDGE_OCR_LANGUAGES", default="eng")
+KNOWLEDGE_OCR_PAGE_SECONDS = env.float("KNOWLEDGE_OCR_PAGE_SECONDS", default=120.0)
+KNOWLEDGE_OCR_MAX_PAGES = env.int("KNOWLEDGE_OCR_MAX_PAGES", default=500)
 KNOWLEDGE_MAX_UPLOAD_BYTES = env.int("KNOWLEDGE_MAX_UPLOAD_BYTES", default=50 * 1024 * 1024)
 KNOWLEDGE_MAX_REQUEST_BYTES = env.int("KNOWLEDGE_MAX_REQUEST_BYTES", default=500 * 1024 * 1024)
 KNOWLEDGE_TEXT_SEARCH_CONFIG = env("KNOWLEDGE_TEXT_SEARCH_CONFIG", default="english")

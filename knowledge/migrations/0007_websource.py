@@ -7,7 +7,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("knowledge", "0005_collection_example_questions"),
+        ("knowledge", "0006_collection_ocr"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

@@ -19,6 +19,7 @@ def collection_create(
     description: str = "",
     visibility: str = Collection.Visibility.RESTRICTED,
     embedding_model: str = "",
+    ocr: bool = True,
 ) -> Collection:
     """Create a collection; raises Conflict when the name or slug is taken, InvalidInput for a bad model."""
     if has_invisible(name) or has_invisible(slug):
@@ -38,6 +39,7 @@ def collection_create(
                 description=description,
                 visibility=visibility,
                 embedding_model=model_name,
+                ocr=ocr,
             )
     except IntegrityError as exc:
         raise Conflict(f"A collection named {name!r} or with slug {slug!r} already exists.") from exc

@@ -24,6 +24,7 @@ from core.jobs import BROKER_ERRORS, TRANSIENT_ERRORS
 from knowledge import chunking, parsing
 from knowledge.embeddings import Embedder, get_embedder
 from knowledge.models import Chunk, Collection, Document, DocumentText
+from knowledge.ocr import OcrOptions
 from knowledge.services.errors import DocumentNotFound
 
 logger = logging.getLogger(__name__)
@@ -219,6 +220,18 @@ def _report(document: Document, progress: float) -> None:
     )
 
 
+def ocr_options(*, collection: Collection) -> OcrOptions:
+    """How the documents of `collection` are OCRed: the KNOWLEDGE_OCR_* settings, and the collection's switch."""
+    return OcrOptions(
+        enabled=collection.ocr,
+        languages=settings.KNOWLEDGE_OCR_LANGUAGES,
+        tesseract=settings.KNOWLEDGE_OCR_TESSERACT,
+        page_seconds=settings.KNOWLEDGE_OCR_PAGE_SECONDS,
+        max_pages=settings.KNOWLEDGE_OCR_MAX_PAGES,
+        disabled_reason=f"OCR is turned off for the collection {collection.name!r} (staff can turn it on in admin).",
+    )
+
+
 def _parse_and_chunk(
     document: Document, collection: Collection
 ) -> tuple[parsing.ParsedDocument, list[chunking.ChunkDraft]]:
@@ -232,6 +245,7 @@ def _parse_and_chunk(
         data,
         filename=document.source_name,
         on_page=lambda done, total: _report(document, 0.10 * done / max(total, 1)),
+        ocr_options=ocr_options(collection=collection),
     )
     # A title given by staff wins; one made from the file name gives way to the document's own.
     if document.title == parsing.title_from_filename(document.source_name) and parsed.title:

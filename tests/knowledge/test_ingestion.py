@@ -119,7 +119,6 @@ def test_an_empty_file_is_refused_before_it_is_stored(collection):
 @pytest.mark.parametrize(
     ("name", "data", "reason"),
     [
-        ("scan.pdf", documents.scanned_pdf_bytes(), "no text layer"),
         ("locked.pdf", documents.pdf_bytes(["secret"], password="pw"), "encrypted"),
         ("cut.pdf", documents.pdf_bytes(["some words here"])[:300], "not a readable PDF"),
         ("binary.txt", bytes(range(256)) * 40, "Unsupported type"),

@@ -3,6 +3,7 @@ import os
 import pytest
 
 from knowledge import parsing
+from knowledge.ocr import OcrOptions
 from tests import documents
 
 
@@ -32,9 +33,11 @@ def test_pdf_keeps_page_numbers_and_outline_as_headings():
     assert parsed.text[by_page[2].start : by_page[2].end] == by_page[2].text
 
 
-def test_pdf_without_text_layer_fails_with_reason():
+def test_pdf_without_text_layer_fails_with_reason_when_ocr_is_off():
     with pytest.raises(parsing.ParseError, match="no text layer"):
-        parsing.parse(documents.scanned_pdf_bytes(), filename="scan.pdf")
+        parsing.parse(
+            documents.scanned_pdf_bytes(), filename="scan.pdf", ocr_options=OcrOptions(enabled=False)
+        )
 
 
 def test_encrypted_pdf_fails_with_reason():
@@ -143,7 +146,7 @@ def test_docx_zip_bomb_is_refused_without_inflating_it():
         (b"", "empty.txt", "empty"),
         (b"   \n\t  ", "blank.txt", "empty"),
         (os.urandom(4096) + b"\x00\x01\x02", "random.txt", "Unsupported type"),
-        (b"\x89PNG\r\n\x1a\n" + b"\x00" * 100, "picture.txt", "Unsupported type: a PNG image"),
+        (b"\x89PNG\r\n\x1a\n" + b"\x00" * 100, "picture.txt", "not a readable image"),
         (b"\x7fELF\x02\x01\x01" + b"\x00" * 100, "program.pdf", "Unsupported type: an executable"),
         (b"PK\x03\x04" + b"\x00" * 100, "archive.zip", "Unsupported type"),
     ],
