@@ -13,8 +13,8 @@
 #   KB_PIP_VOLUMES       array filled by kb_pip_access_volumes
 #
 # Functions (a stable interface: other scripts rely on these names and arguments)
-#   kb_podman_install [--stack]    apt-get installs podman, runc and debootstrap when absent; with --stack also
-#                                  netavark, aardvark-dns, iptables, podman-compose (bridge networks, DNS) and
+#   kb_podman_install [--stack]    apt-get installs podman, runc, debootstrap and netavark when absent; with --stack
+#                                  also aardvark-dns, iptables, podman-compose (bridge networks, DNS) and
 #                                  nftables (its `nft` to record and restore the firewall around a stack run)
 #   kb_podman ARGS...              podman with these settings (through sudo when not root)
 #   kb_podman_compose ARGS...      podman-compose with these settings (through sudo when not root)
@@ -138,8 +138,9 @@ kb_podman_compose() {
 }
 
 kb_podman_install() {
-  local want=(podman runc debootstrap) missing=() p
-  [ "${1:-}" = "--stack" ] && want+=(netavark aardvark-dns iptables podman-compose nftables)
+  # netavark always: podman looks for its network backend even for a host-network container.
+  local want=(podman runc debootstrap netavark) missing=() p
+  [ "${1:-}" = "--stack" ] && want+=(aardvark-dns iptables podman-compose nftables)
   for p in "${want[@]}"; do
     dpkg-query -W -f '${Status}' "$p" 2>/dev/null | grep -q '^install ok installed' || missing+=("$p")
   done
