@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
+import numpy as np
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.contrib.postgres.search import SearchVector
@@ -18,6 +19,7 @@ from django.db import transaction
 from django.db.models import Q, Value
 from django.db.models.expressions import Combinable
 from django.utils import timezone
+from numpy.typing import NDArray
 
 from core import jobs
 from core.jobs import BROKER_ERRORS, TRANSIENT_ERRORS
@@ -31,6 +33,8 @@ logger = logging.getLogger(__name__)
 
 
 RETRY_QUEUE = "ingest-retry"
+# Chunks per INSERT when a document's chunks are written.
+_WRITE_BATCH = 500
 
 
 def _enqueue_ingest(document_id: int, *, again: bool = False) -> None:
@@ -117,7 +121,9 @@ def documents_prepare(*, document_ids: Sequence[int], task_id: str = "") -> list
 @dataclass
 class _Embedded:
     items: list[_Prepared]
-    vectors: list[list[float]]
+    # One float32 row per chunk: a Python list of floats would take eight times the memory (hundreds of MB for a
+    # document of tens of thousands of chunks).
+    vectors: NDArray[np.float32]
     error: Exception | None = None
 
 
@@ -136,7 +142,7 @@ def documents_embed(prepared: list[_Prepared], *, report: bool) -> list[_Embedde
                 documents, [d for item in items for d in item.drafts], model_name, progress=(0.15, 0.95)
             )
         except Exception as exc:  # noqa: BLE001 - settled by documents_write with the documents it concerns
-            embedded.append(_Embedded(items, [], exc))
+            embedded.append(_Embedded(items, np.zeros((0, 0), dtype=np.float32), exc))
         else:
             embedded.append(_Embedded(items, vectors))
     return embedded
@@ -275,18 +281,18 @@ def _embed(
     model_name: str,
     *,
     progress: tuple[float, float],
-) -> list[list[float]]:
+) -> NDArray[np.float32]:
     embedder: Embedder = get_embedder(model_name)
     batch = max(1, int(settings.KNOWLEDGE_EMBEDDING_BATCH_SIZE))
     # Several batches per progress report: fewer round trips, still a heartbeat every few seconds.
     step = batch * 8
-    vectors: list[list[float]] = []
+    vectors = np.zeros((len(drafts), embedder.dimensions), dtype=np.float32)
     low, high = progress
     for start in range(0, len(drafts), step):
         texts = [draft.embed_text for draft in drafts[start : start + step]]
-        vectors.extend(embedder.embed_documents(texts, batch_size=batch).tolist())
+        vectors[start : start + len(texts)] = embedder.embed_documents(texts, batch_size=batch)
         for document in documents:
-            _report(document, low + (high - low) * len(vectors) / max(len(drafts), 1))
+            _report(document, low + (high - low) * (start + len(texts)) / max(len(drafts), 1))
     return vectors
 
 
@@ -294,7 +300,7 @@ def _write_chunks(
     document: Document,
     parsed: parsing.ParsedDocument,
     drafts: list[chunking.ChunkDraft],
-    embeddings: list[list[float]],
+    embeddings: NDArray[np.float32],
 ) -> None:
     with transaction.atomic():
         collection = collection_share_lock(document.collection_id)
@@ -307,35 +313,38 @@ def _write_chunks(
         model_name = collection.embedding_model
         if model_name != document.collection.embedding_model:
             embeddings = _embed([], drafts, model_name, progress=(0, 0))
-        pending: list[list[float]] | None = None
+        pending: NDArray[np.float32] | None = None
         if collection.reembed_target_model:
             pending = _embed([], drafts, collection.reembed_target_model, progress=(0, 0))
 
         Chunk.objects.filter(document=document).delete()
         # The full-text vector is computed by the INSERT itself: filling it by an UPDATE afterwards would write
         # every row twice, with a second HNSW and GIN entry for each.
-        Chunk.objects.bulk_create(
-            [
-                Chunk(
-                    document=document,
-                    collection_id=collection.pk,
-                    position=position,
-                    text=draft.text,
-                    section=draft.section,
-                    page_number=draft.page,
-                    start_offset=draft.start,
-                    end_offset=draft.end,
-                    token_count=draft.token_count,
-                    embedding=embeddings[position],
-                    embedding_model=model_name,
-                    pending_embedding=pending[position] if pending is not None else None,
-                    pending_embedding_model=collection.reembed_target_model if pending is not None else "",
-                    search_vector=_text_vector(title=locked.title, section=draft.section, text=draft.text),
-                )
-                for position, draft in enumerate(drafts)
-            ],
-            batch_size=500,
-        )
+        pending_model = collection.reembed_target_model if pending is not None else ""
+        title = locked.title
+        # In batches, so that only one batch of model instances (and their full-text expressions) exists at a time.
+        for first in range(0, len(drafts), _WRITE_BATCH):
+            Chunk.objects.bulk_create(
+                [
+                    Chunk(
+                        document=document,
+                        collection_id=collection.pk,
+                        position=position,
+                        text=draft.text,
+                        section=draft.section,
+                        page_number=draft.page,
+                        start_offset=draft.start,
+                        end_offset=draft.end,
+                        token_count=draft.token_count,
+                        embedding=embeddings[position],
+                        embedding_model=model_name,
+                        pending_embedding=pending[position] if pending is not None else None,
+                        pending_embedding_model=pending_model,
+                        search_vector=_text_vector(title=title, section=draft.section, text=draft.text),
+                    )
+                    for position, draft in enumerate(drafts[first : first + _WRITE_BATCH], start=first)
+                ]
+            )
         DocumentText.objects.update_or_create(document=document, defaults={"text": parsed.text})
         locked.status = Document.Status.READY
         locked.progress = 1.0
