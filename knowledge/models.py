@@ -121,6 +121,9 @@ class Document(models.Model):
     indexed_hash = models.CharField(
         max_length=64, blank=True, help_text="Hash of the bytes the chunks came from."
     )
+    index_version = models.PositiveSmallIntegerField(
+        default=0, help_text="The indexing version its chunks were made by (older ones are indexed again)."
+    )
     attempts = models.PositiveIntegerField(default=0)
     # The ingestion task that holds the document; a retry or re-delivery of that same task may take it over.
     task_id = models.CharField(max_length=255, blank=True)

@@ -49,6 +49,11 @@ def recover_stalled_documents() -> int:
     return len(services.documents_recover_stalled())
 
 
+@shared_task(acks_late=True, ignore_result=True, soft_time_limit=60, time_limit=90)
+def refresh_outdated_documents() -> int:
+    return len(services.documents_refresh_outdated())
+
+
 @shared_task(acks_late=True, ignore_result=True, soft_time_limit=600, time_limit=660)
 def sweep_orphan_files() -> int:
     return len(services.document_files_sweep())

@@ -288,6 +288,8 @@ CELERY_BEAT_SCHEDULE = {
         "task": "knowledge.tasks.recover_stalled_documents",
         "schedule": env.float("KNOWLEDGE_RECOVERY_INTERVAL_SECONDS", default=30.0),
     },
+    # Documents indexed by an older version of parsing and chunking, a few at a time while the queue is idle.
+    "refresh-outdated-documents": {"task": "knowledge.tasks.refresh_outdated_documents", "schedule": 60.0},
     # Files left by an upload whose process was killed before its transaction committed.
     "sweep-orphan-files": {"task": "knowledge.tasks.sweep_orphan_files", "schedule": 3600.0},
     # Analyze the chunk table after large changes, for servers where autovacuum is off or late.

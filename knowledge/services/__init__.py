@@ -26,6 +26,7 @@ from knowledge.services.indexing import (
     document_ingest,
     documents_index,
     documents_recover_stalled,
+    documents_refresh_outdated,
     documents_wait,
 )
 from knowledge.services.reembed import (
@@ -71,6 +72,7 @@ __all__ = [
     "documents_import",
     "documents_index",
     "documents_recover_stalled",
+    "documents_refresh_outdated",
     "documents_wait",
     "file_reader",
     "web_source_create",

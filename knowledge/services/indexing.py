@@ -35,6 +35,13 @@ logger = logging.getLogger(__name__)
 RETRY_QUEUE = "ingest-retry"
 # Chunks per INSERT when a document's chunks are written.
 _WRITE_BATCH = 500
+# What indexing makes of a file. Bump it whenever parsing, chunking or the text that is embedded changes what a
+# document's chunks would be: the documents indexed before are then indexed again in the background
+# (`documents_refresh_outdated`), each keeping its old chunks in search until its new ones replace them.
+# 1: before it was recorded. 2: tables as Markdown rows with their header, spreadsheets, slides, e-books, OCR.
+INDEX_VERSION = 2
+# Outdated documents queued per sweep, and only while no other document waits or runs.
+REFRESH_BATCH = 10
 
 
 def _enqueue_ingest(document_id: int, *, again: bool = False) -> None:
@@ -195,6 +202,7 @@ def _claim(document_id: int, task_id: str) -> _Claim | None:
             status == Document.Status.READY
             and document.indexed_hash == document.content_hash
             and document.embedding_model == collection.embedding_model
+            and document.index_version == INDEX_VERSION
         ):
             return None
         claim = jobs.job_claim(
@@ -355,6 +363,7 @@ def _write_chunks(
         locked.media_type = parsed.media_type
         locked.embedding_model = model_name
         locked.indexed_hash = locked.content_hash
+        locked.index_version = INDEX_VERSION
         locked.indexed_at = timezone.now()
         locked.heartbeat_at = locked.indexed_at
         locked.save()
@@ -424,6 +433,37 @@ def documents_recover_stalled() -> list[int]:
     for document_id in waiting:
         _enqueue_ingest(document_id, again=True)
     return stalled + waiting
+
+
+def documents_refresh_outdated(*, limit: int = REFRESH_BATCH) -> list[int]:
+    """Queue again up to `limit` READY documents that an older INDEX_VERSION indexed; returns their ids.
+
+    Only while no document is waiting or being indexed, so that re-chunking a collection in the background never
+    puts more than one small batch in front of an upload. Each stays in search with its old chunks, which its new
+    ones replace in one transaction; one that no longer parses ends FAILED with the reason, as an upload would."""
+    busy = Document.objects.filter(status__in=[Document.Status.PENDING, Document.Status.PROCESSING])
+    if busy.exists():
+        return []
+    with transaction.atomic():
+        outdated = list(
+            Document.objects.select_for_update(skip_locked=True)
+            .filter(status=Document.Status.READY, index_version__lt=INDEX_VERSION)
+            .order_by("pk")
+            .values_list("pk", flat=True)[:limit]
+        )
+        Document.objects.filter(pk__in=outdated).update(
+            status=Document.Status.PENDING,
+            progress=0.0,
+            attempts=0,
+            task_id="",
+            heartbeat_at=None,
+            updated_at=timezone.now(),
+        )
+        for document_id in outdated:
+            _enqueue_ingest(document_id)
+    if outdated:
+        logger.info("indexing %s documents again with index version %s", len(outdated), INDEX_VERSION)
+    return outdated
 
 
 def documents_wait(

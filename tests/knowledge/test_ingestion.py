@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from django.utils import timezone
 
-from knowledge import services
+from knowledge import search, services
 from knowledge.embeddings import HASHING, MINILM, get_embedder
 from knowledge.models import Chunk, Document
 from tests import documents
@@ -228,6 +228,41 @@ def test_stalled_and_forgotten_documents_are_queued_again(
     assert Document.objects.get(pk=stalled.document.pk).status == Document.Status.READY
     assert Document.objects.get(pk=waiting.document.pk).status == Document.Status.READY
     assert Document.objects.get(pk=fresh.document.pk).status == Document.Status.PENDING
+
+
+def test_documents_an_older_index_version_made_are_indexed_again_keeping_their_chunks_until_then(
+    collection, django_capture_on_commit_callbacks
+):
+    first = add(collection, "a.md", MANUAL.encode(), django_capture_on_commit_callbacks).document
+    second = add(collection, "b.md", b"# B\n\nbeta gamma", django_capture_on_commit_callbacks).document
+    third = add(collection, "c.md", b"# C\n\ndelta", django_capture_on_commit_callbacks).document
+    assert Document.objects.get(pk=third.pk).index_version == services.indexing.INDEX_VERSION
+    old_chunks = set(Chunk.objects.filter(document=first).values_list("pk", flat=True))
+    Document.objects.filter(pk__in=[first.pk, second.pk]).update(index_version=1)
+
+    with django_capture_on_commit_callbacks() as sends:
+        queued = services.documents_refresh_outdated(limit=1)
+
+    # One at a time, oldest first; until its task runs it keeps serving its old chunks.
+    assert queued == [first.pk]
+    assert Document.objects.get(pk=first.pk).status == Document.Status.PENDING
+    assert set(Chunk.objects.filter(document=first).values_list("pk", flat=True)) == old_chunks
+    hits = search.search(query="autovacuum launcher", collections=[collection], limit=5).hits
+    assert first.pk in {hit.document_id for hit in hits}
+    # Nothing more is queued while a document waits, so that uploads never queue behind a re-chunking.
+    assert services.documents_refresh_outdated() == []
+
+    for send in sends:
+        send()
+    refreshed = Document.objects.get(pk=first.pk)
+    assert refreshed.status == Document.Status.READY
+    assert refreshed.index_version == services.indexing.INDEX_VERSION
+    new_chunks = set(Chunk.objects.filter(document=first).values_list("pk", flat=True))
+    assert new_chunks and not new_chunks & old_chunks
+    with django_capture_on_commit_callbacks(execute=True):
+        assert services.documents_refresh_outdated() == [second.pk]
+    assert Document.objects.get(pk=second.pk).index_version == services.indexing.INDEX_VERSION
+    assert services.documents_refresh_outdated() == []
 
 
 @pytest.mark.slow
