@@ -283,7 +283,9 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
+# Every periodic task, of every app.
 CELERY_BEAT_SCHEDULE = {
+    # Documents whose worker died, whose message was lost or that were never sent (the broker was down).
     "recover-stalled-documents": {
         "task": "knowledge.tasks.recover_stalled_documents",
         "schedule": env.float("KNOWLEDGE_RECOVERY_INTERVAL_SECONDS", default=30.0),
@@ -299,6 +301,11 @@ CELERY_BEAT_SCHEDULE = {
     "sync-due-web-sources": {
         "task": "knowledge.tasks.sync_due_web_sources",
         "schedule": env.float("KNOWLEDGE_WEB_SWEEP_INTERVAL_SECONDS", default=300.0),
+    },
+    # Trainings whose worker died (heartbeat silent for MLMODELS_TRAIN_STALE_SECONDS) or whose message was lost.
+    "mlmodels-recover-stalled-training": {
+        "task": "mlmodels.tasks.recover_stalled_training",
+        "schedule": env.float("MLMODELS_RECOVERY_INTERVAL_SECONDS", default=60.0),
     },
 }
 
@@ -386,7 +393,3 @@ MLMODELS_TRAIN_REQUEUE_SECONDS = env.int("MLMODELS_TRAIN_REQUEUE_SECONDS", defau
 # Largest image accepted by the digit prediction (bytes) and its largest side (pixels).
 MLMODELS_MAX_IMAGE_BYTES = env.int("MLMODELS_MAX_IMAGE_BYTES", default=5 * 1024 * 1024)
 MLMODELS_MAX_IMAGE_SIDE = env.int("MLMODELS_MAX_IMAGE_SIDE", default=4096)
-CELERY_BEAT_SCHEDULE["mlmodels-recover-stalled-training"] = {
-    "task": "mlmodels.tasks.recover_stalled_training",
-    "schedule": env.float("MLMODELS_RECOVERY_INTERVAL_SECONDS", default=60.0),
-}
