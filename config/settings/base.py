@@ -3,6 +3,7 @@
 Every variable read here is documented in `.env.example`.
 """
 
+import sys
 from pathlib import Path
 
 import django_stubs_ext
@@ -121,11 +122,14 @@ else:
             "PGDATA": str(DATA_DIR / "pgdata"),
         }
     }
-# Connections: a pool per process (psycopg_pool) when DJANGO_DB_POOL_MAX_SIZE > 0, which config/asgi.py makes the
-# default for the web server: under ASGI a request's database work runs on whichever thread is free, so
-# persistent per-thread connections pile up until PostgreSQL refuses more; a pool bounds them. Elsewhere (Celery
-# workers, commands, WSGI) a thread keeps its connection for DJANGO_CONN_MAX_AGE seconds.
-DB_POOL_MAX_SIZE = env.int("DJANGO_DB_POOL_MAX_SIZE", default=0)
+# Connections. The ASGI web server (gunicorn with uvicorn workers) reads these settings while it imports
+# config/asgi.py, whose get_asgi_application() sets Django up. There a request's database work runs on whichever
+# thread is free, so persistent per-thread connections would pile up until PostgreSQL refuses more: they come from
+# a bounded pool per process (psycopg_pool) of DJANGO_DB_POOL_MAX_SIZE, 8 unless set. Elsewhere (Celery workers,
+# commands, WSGI) there is no pool unless DJANGO_DB_POOL_MAX_SIZE asks for one, and a thread keeps its connection
+# for DJANGO_CONN_MAX_AGE seconds.
+SERVING_ASGI = "config.asgi" in sys.modules
+DB_POOL_MAX_SIZE = env.int("DJANGO_DB_POOL_MAX_SIZE", default=8 if SERVING_ASGI else 0)
 if DB_POOL_MAX_SIZE > 0:
     DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
         "min_size": 1,
