@@ -61,5 +61,5 @@ constraints:
 	bash scripts/update_constraints.sh $(PYTHON)
 
 clean-data:
-	-@test -x $(BIN)/python && DJANGO_DEBUG=1 $(BIN)/python -c 'import django, os; os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.base"); django.setup(); from pathlib import Path; from django.conf import settings; from config.embedded_db import server; p = settings.DATABASES["default"].get("PGDATA"); p and server.stop(Path(p))'
+	-@test -x $(BIN)/python && DJANGO_DEBUG=1 $(BIN)/python manage.py stop_embedded_database
 	rm -rf var

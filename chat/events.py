@@ -75,19 +75,23 @@ class Token:
         return {"text": self.text}
 
 
-@dataclass(frozen=True)
+@dataclass
 class Usage:
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
+    """The tokens an answer took: the prompt read and the completion written, None where the language model's
+    server did not say (0 on the wire). The one usage of the answer flow: `chat.llm` fills it in as the server
+    reports it (a stream, at its end), `Done` and `Asked` carry the stored answer's."""
+
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
 
     @property
     def total_tokens(self) -> int:
-        return self.prompt_tokens + self.completion_tokens
+        return (self.prompt_tokens or 0) + (self.completion_tokens or 0)
 
     def as_dict(self) -> dict[str, int]:
         return {
-            "prompt_tokens": self.prompt_tokens,
-            "completion_tokens": self.completion_tokens,
+            "prompt_tokens": self.prompt_tokens or 0,
+            "completion_tokens": self.completion_tokens or 0,
             "total_tokens": self.total_tokens,
         }
 

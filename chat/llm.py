@@ -16,6 +16,7 @@ from typing import Any, Protocol, cast
 
 from django.conf import settings
 
+from chat.events import Usage
 from core.errors import ServiceUnavailable
 
 logger = logging.getLogger(__name__)
@@ -30,12 +31,6 @@ class LLMError(ServiceUnavailable):
     def __init__(self, message: str, *, kind: str) -> None:
         super().__init__(message, kind=kind)
         self.kind = kind
-
-
-@dataclass
-class Usage:
-    prompt_tokens: int | None = None
-    completion_tokens: int | None = None
 
 
 @dataclass

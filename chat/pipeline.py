@@ -19,8 +19,8 @@ from django.db import connection
 
 from chat import extractive, prompts
 from chat.citations import CitationFilter, check_citations
-from chat.events import Answered, PipelineEvent, Rewritten, Sources, Token
-from chat.llm import ChatModel, LLMError, Usage, get_chat_model
+from chat.events import Answered, PipelineEvent, Rewritten, Sources, Token, Usage
+from chat.llm import ChatModel, LLMError, get_chat_model
 from knowledge.embeddings import get_embedder
 from knowledge.search import SearchHit, SearchResult, search
 from knowledge.selectors import document_texts

@@ -22,7 +22,6 @@ from django.db.models.functions import Cast, TruncDate
 from django.utils import timezone
 
 from chat.models import Citation, Conversation, Feedback, Message
-from chat.services import ConversationNotFound, MessageNotFound
 from core.errors import ObjectNotFound
 from knowledge.selectors import (
     Indexing,
@@ -44,6 +43,14 @@ if TYPE_CHECKING:
 
 SIDEBAR_CONVERSATIONS = 100
 LATENCY_STAGES = ("rewrite", "embed", "search", "rerank", "generate", "total")
+
+
+class ConversationNotFound(ObjectNotFound):
+    """No such conversation."""
+
+
+class MessageNotFound(ObjectNotFound):
+    """No such answer."""
 
 
 class CitationNotFound(ObjectNotFound):

@@ -17,7 +17,8 @@ from django.utils import timezone
 from chat import pipeline
 from chat.events import Answered, Asked, Done, Event, Started, Usage, fold
 from chat.models import Citation, Conversation, Feedback, Message
-from core.errors import InvalidInput, ObjectNotFound, RateLimited
+from chat.selectors import ConversationNotFound
+from core.errors import InvalidInput, RateLimited
 from core.validators import INVISIBLE, has_invisible
 from knowledge.selectors import chunk_ids_existing, collections_for_search, document_ids_existing
 
@@ -45,16 +46,8 @@ RATE_LOCK_NAMESPACE = 7301
 STORE_ATTEMPTS = 3
 
 
-class ConversationNotFound(ObjectNotFound):
-    """No such conversation."""
-
-
 class ConversationGone(ConversationNotFound):
     """The conversation was deleted while the answer was being made; the answer was not kept."""
-
-
-class MessageNotFound(ObjectNotFound):
-    """No such answer."""
 
 
 class TooManyQuestions(RateLimited):

@@ -16,6 +16,8 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any, Protocol, TypeVar
 
+from celery import Task
+from django.conf import settings
 from django.db import InterfaceError, OperationalError, connections, transaction
 from django.db.models import Model, Q, QuerySet
 from django.utils import timezone
@@ -33,13 +35,30 @@ BROKER_ERRORS: tuple[type[Exception], ...] = (BrokerOperationalError, OSError)
 CLAIM_FIELDS = ("status", "error", "progress", "attempts", "task_id", "heartbeat_at")
 
 
+class TimeLimitsFromSettings(Task):
+    """A task whose time limits are settings, named by `soft_time_limit_setting` and `time_limit_setting`, read
+    when they are asked for (a worker asks as it starts consuming), not when the tasks' module is imported: the
+    module imports without configured settings, and the value in force is the deployment's (or a test's)."""
+
+    soft_time_limit_setting = ""
+    time_limit_setting = ""
+
+    @property
+    def soft_time_limit(self) -> float:
+        return float(getattr(settings, self.soft_time_limit_setting))
+
+    @property
+    def time_limit(self) -> float:
+        return float(getattr(settings, self.time_limit_setting))
+
+
 def retrying_task(
     *,
     backoff: int,
     backoff_max: int,
     max_retries: int,
-    soft_time_limit: float,
-    time_limit: float,
+    soft_time_limit: float | str,
+    time_limit: float | str,
     retry_queue: str | None = None,
 ) -> dict[str, Any]:
     """The options of a task that runs a job: `@shared_task(**retrying_task(...))`.
@@ -47,10 +66,21 @@ def retrying_task(
     The message is acknowledged only once the task has run, and given back when its worker dies, so that another
     worker runs it (the claim tells a redelivery from a duplicate); TRANSIENT_ERRORS are retried with exponential
     backoff from `backoff` seconds up to `backoff_max`, with jitter, at most `max_retries` times; a run is told to
-    stop after `soft_time_limit` seconds and killed after `time_limit`. A retry goes to `retry_queue` when one is
-    named (so that it does not wait behind everything queued since), else where the task came from. The task is
-    bound (`self.request.id` is the owner the claim records)."""
+    stop after `soft_time_limit` seconds and killed after `time_limit`, each a number of seconds or the name of the
+    setting that holds it (`TimeLimitsFromSettings`). A retry goes to `retry_queue` when one is named (so that it
+    does not wait behind everything queued since), else where the task came from. The task is bound
+    (`self.request.id` is the owner the claim records)."""
     options: dict[str, Any] = {"retry_kwargs": {"queue": retry_queue}} if retry_queue else {}
+    if isinstance(soft_time_limit, str) and isinstance(time_limit, str):
+        options |= {
+            "base": TimeLimitsFromSettings,
+            "soft_time_limit_setting": soft_time_limit,
+            "time_limit_setting": time_limit,
+        }
+    elif isinstance(soft_time_limit, str) or isinstance(time_limit, str):
+        raise TypeError("Both time limits are numbers of seconds, or both are names of settings.")
+    else:
+        options |= {"soft_time_limit": soft_time_limit, "time_limit": time_limit}
     return options | {
         "bind": True,
         "acks_late": True,
@@ -60,8 +90,6 @@ def retrying_task(
         "retry_backoff_max": backoff_max,
         "retry_jitter": True,
         "max_retries": max_retries,
-        "soft_time_limit": soft_time_limit,
-        "time_limit": time_limit,
     }
 
 

@@ -67,7 +67,7 @@ class WebSourceForm(forms.Form):
 
 class ReembedForm(forms.Form):
     model = forms.CharField(
-        initial=settings.KNOWLEDGE_EMBEDDING_MODEL,
+        initial=lambda: settings.KNOWLEDGE_EMBEDDING_MODEL,  # read when the form is shown, not at import
         help_text=f"{MINILM!r}, {HASHING!r}, or the path of a local sentence-transformers model folder.",
     )
 

@@ -300,7 +300,7 @@ def corpus_import(
 def corpus_import_reported(
     *, dataset: Dataset, slug: str, reuse: bool, write: Callable[[str], None], warn: Callable[[str], None]
 ) -> CorpusImported:
-    """`corpus_import` with a progress bar on stderr and its outcome written as the commands print it; the
+    """`corpus_import` with a progress bar on stderr and its counts written as the commands print them; the
     chunk table is analyzed after a change, so that the planner knows the collection's size before anything
     is timed. Raises as corpus_import does."""
     from tqdm import tqdm
@@ -409,16 +409,16 @@ def _queries_run(
 ) -> ModeRun:
     if dataset.queries:
         run(next(iter(dataset.queries.values())))  # loads the model and warms the caches
-    outcome = ModeRun(mode=mode, per_query={}, latencies_ms=[])
+    measured = ModeRun(mode=mode, per_query={}, latencies_ms=[])
     total = len(dataset.queries)
     for done, (query_id, text) in enumerate(dataset.queries.items(), start=1):
         started = time.perf_counter()
         ranking = run(text)
-        outcome.latencies_ms.append((time.perf_counter() - started) * 1000)
-        outcome.per_query[query_id] = query_metrics(ranking=ranking, relevance=dataset.qrels[query_id])
+        measured.latencies_ms.append((time.perf_counter() - started) * 1000)
+        measured.per_query[query_id] = query_metrics(ranking=ranking, relevance=dataset.qrels[query_id])
         if on_query is not None:
             on_query(done, total)
-    return outcome
+    return measured
 
 
 # --- The naive baseline --------------------------------------------------------------------------------------------

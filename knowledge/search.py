@@ -34,6 +34,25 @@ Mode = Literal["dense", "lexical", "hybrid"]
 Fusion = Literal["rrf", "weighted"]
 MODES: tuple[Mode, ...] = ("dense", "lexical", "hybrid")
 
+# Retrieval tuning, chosen by measurement: constants, not settings, for a new value needs a new measurement
+# (`manage.py evaluate_retrieval`, whose options override the fusion, weights and candidates for a run).
+# Each names the part of benchmarks/README.md that chose it: "quality" is its "Retrieval quality" section,
+# "speed" its "Search speed and HNSW recall".
+FUSION: Fusion = "rrf"  # quality: the defaults it measured
+RRF_K = 20  # quality: k 40 and 60 within ±0.005
+HYBRID_DENSE_WEIGHT = 1.0  # quality: the defaults it measured
+HYBRID_LEXICAL_WEIGHT = 0.4  # a sentence's; quality: 0.6 within ±0.005
+HYBRID_TERM_LEXICAL_WEIGHT = 1.0  # a term's; quality: "The query's shape sets the fusion"
+DOCUMENT_EVIDENCE = 1.0  # quality: "A document counts by more than its best chunk, for sentences"
+LEXICAL_OPERATOR: Literal["or", "and"] = "or"  # quality: OR between words, for natural questions
+TS_RANK_NORMALIZATION = 0  # ts_rank's normalization flags (0: none); quality: the defaults it measured
+LEXICAL_CANDIDATE_BUDGET = 1000  # estimated rows; quality: the budget's table (300, 1,000, 3,000, 0)
+SEARCH_CANDIDATES = 50  # chunks each retriever contributes; quality and speed
+RERANK_CANDIDATES = 50  # chunks a reranker re-scores, as many as fused (none is measured here)
+HNSW_EF_SEARCH = 200  # speed: recall@10 0.999 at a million vectors, 0.944 at 100
+HNSW_MAX_SCAN_TUPLES = 20_000  # pgvector's default bound of the iterative scan under restrictive filters
+RANDOM_PAGE_COST = 1.1  # speed: at 4 the planner sorted a collection (42 ms) instead of the HNSW scan (3 ms)
+
 
 class InvalidSearch(InvalidInput):
     """The search request is not valid."""
@@ -139,7 +158,7 @@ def search(
         raise InvalidSearch(f"Unknown retrieval mode {mode!r}; use one of {', '.join(MODES)}.")
     if not 1 <= limit <= 200:
         raise InvalidSearch("limit must be between 1 and 200.")
-    fusion = fusion or settings.KNOWLEDGE_FUSION
+    fusion = fusion or FUSION
     if fusion not in ("rrf", "weighted"):
         raise InvalidSearch(f"Unknown fusion {fusion!r}; use rrf or weighted.")
     result = SearchResult(query=query, mode=mode, hits=[])
@@ -151,9 +170,9 @@ def search(
         return result
     if rerank and reranker is None:
         reranker = configured_reranker()
-    pool = max(limit, candidates or settings.KNOWLEDGE_SEARCH_CANDIDATES)
+    pool = max(limit, candidates or SEARCH_CANDIDATES)
     if reranker is not None and rerank:
-        pool = max(pool, settings.KNOWLEDGE_RERANK_CANDIDATES)
+        pool = max(pool, RERANK_CANDIDATES)
 
     vectors: dict[str, list[float]] = {}
     if mode != "lexical":
@@ -168,18 +187,18 @@ def search(
         limit=pool if rerank and reranker is not None else limit,
         text=query,
         ts_config=settings.KNOWLEDGE_TEXT_SEARCH_CONFIG,
-        rrf_k=settings.KNOWLEDGE_RRF_K,
-        ts_norm=settings.KNOWLEDGE_TS_RANK_NORMALIZATION,
-        w_dense=(dense_weight if dense_weight is not None else settings.KNOWLEDGE_HYBRID_DENSE_WEIGHT)
+        rrf_k=RRF_K,
+        ts_norm=TS_RANK_NORMALIZATION,
+        w_dense=(dense_weight if dense_weight is not None else HYBRID_DENSE_WEIGHT)
         if mode == "hybrid"
         else float(mode == "dense"),
         w_lexical=(lexical_weight if lexical_weight is not None else _lexical_weight(sentence))
         if mode == "hybrid"
         else float(mode == "lexical"),
-        evidence=sentence * settings.KNOWLEDGE_DOCUMENT_EVIDENCE,
+        evidence=sentence * DOCUMENT_EVIDENCE,
     )
-    narrow = mode != "dense" and settings.KNOWLEDGE_LEXICAL_OPERATOR != "and"
-    narrow = narrow and settings.KNOWLEDGE_LEXICAL_CANDIDATE_BUDGET > 0
+    narrow = mode != "dense" and LEXICAL_OPERATOR != "and"
+    narrow = narrow and LEXICAL_CANDIDATE_BUDGET > 0
     weigh = mode != "dense"
     with transaction.atomic(), connection.cursor() as cursor:
         # One round trip for the settings (local to this transaction) and the question's lexemes.
@@ -192,9 +211,9 @@ def search(
             "set_config('random_page_cost', %(page_cost)s, true), "
             "CASE WHEN %(parse)s THEN websearch_to_tsquery(%(ts_config)s::regconfig, %(text)s)::text END",
             {
-                "ef": str(ef_search or settings.KNOWLEDGE_HNSW_EF_SEARCH),
-                "tuples": str(settings.KNOWLEDGE_HNSW_MAX_SCAN_TUPLES),
-                "page_cost": str(settings.KNOWLEDGE_RANDOM_PAGE_COST),
+                "ef": str(ef_search or HNSW_EF_SEARCH),
+                "tuples": str(HNSW_MAX_SCAN_TUPLES),
+                "page_cost": str(RANDOM_PAGE_COST),
                 "parse": narrow or weigh,
                 "ts_config": settings.KNOWLEDGE_TEXT_SEARCH_CONFIG,
                 "text": query,
@@ -207,7 +226,7 @@ def search(
             statistics = _lexeme_statistics(cursor) if parsed_query else None
             if narrow and parsed_query:
                 result.lexical_candidates = _lexical_candidates(
-                    parsed_query, statistics, settings.KNOWLEDGE_LEXICAL_CANDIDATE_BUDGET
+                    parsed_query, statistics, LEXICAL_CANDIDATE_BUDGET
                 )
             lexical_started = time.perf_counter()
             terms = _weighted_terms(cursor, parsed_query, statistics) if weigh and parsed_query else None
@@ -263,10 +282,10 @@ def query_shape(query: str) -> float:
 
 
 def _lexical_weight(sentence: float) -> float:
-    """The lexical list's weight in the fusion: KNOWLEDGE_HYBRID_LEXICAL_WEIGHT for a sentence, up to
-    KNOWLEDGE_HYBRID_TERM_LEXICAL_WEIGHT for a term."""
-    term_weight = settings.KNOWLEDGE_HYBRID_TERM_LEXICAL_WEIGHT
-    return float(term_weight + (settings.KNOWLEDGE_HYBRID_LEXICAL_WEIGHT - term_weight) * sentence)
+    """The lexical list's weight in the fusion: HYBRID_LEXICAL_WEIGHT for a sentence, up to
+    HYBRID_TERM_LEXICAL_WEIGHT for a term."""
+    term_weight = HYBRID_TERM_LEXICAL_WEIGHT
+    return float(term_weight + (HYBRID_LEXICAL_WEIGHT - term_weight) * sentence)
 
 
 def _replace(hit: SearchHit, **changes: object) -> SearchHit:
@@ -441,7 +460,7 @@ def _lexical_candidates(parsed: str, statistics: LexemeStatistics | None, budget
 def _lexical_query_sql() -> str:
     """The tsquery: websearch syntax (quotes, -exclusions, OR), with AND turned into OR for natural questions,
     so that a chunk matching most of the words still ranks; cover density ranks those with all of them first."""
-    operator = settings.KNOWLEDGE_LEXICAL_OPERATOR
+    operator = LEXICAL_OPERATOR
     parsed = "websearch_to_tsquery(%(ts_config)s::regconfig, %(text)s)"
     if operator == "and":
         return parsed

@@ -2,7 +2,6 @@
 
 from celery import Task, shared_task
 from celery.exceptions import SoftTimeLimitExceeded
-from django.conf import settings
 
 from core.jobs import retrying_task
 from knowledge import services
@@ -13,8 +12,8 @@ from knowledge import services
         backoff=5,
         backoff_max=300,
         max_retries=8,
-        soft_time_limit=settings.KNOWLEDGE_INGEST_SOFT_TIME_LIMIT,
-        time_limit=settings.KNOWLEDGE_INGEST_TIME_LIMIT,
+        soft_time_limit="KNOWLEDGE_INGEST_SOFT_TIME_LIMIT",
+        time_limit="KNOWLEDGE_INGEST_TIME_LIMIT",
         retry_queue=services.RETRY_QUEUE,  # ahead of the uploads queued since
     )
 )

@@ -31,7 +31,7 @@ class TrainForm(forms.Form):
     kind = forms.ChoiceField(choices=Kind.choices, initial=Kind.MNIST)
     architecture = forms.ChoiceField(
         choices=[(Architecture.MLP, "Multi-layer perceptron"), (Architecture.CNN, "Convolutional network")],
-        initial=settings.MLMODELS_MNIST_DEFAULT_ARCH,
+        initial=lambda: settings.MLMODELS_MNIST_DEFAULT_ARCH,  # read when the form is shown, not at import
         help_text="MNIST only (Titanic is always logistic regression).",
     )
     epochs = forms.IntegerField(

@@ -1,7 +1,6 @@
 """Background work of the model registry. Each task takes ids, looks the rows up and calls one service."""
 
 from celery import Task, shared_task
-from django.conf import settings
 
 from core.jobs import retrying_task
 from mlmodels import services
@@ -12,8 +11,8 @@ from mlmodels import services
         backoff=30,
         backoff_max=600,
         max_retries=3,
-        soft_time_limit=settings.MLMODELS_TRAIN_SOFT_TIME_LIMIT,
-        time_limit=settings.MLMODELS_TRAIN_TIME_LIMIT,
+        soft_time_limit="MLMODELS_TRAIN_SOFT_TIME_LIMIT",
+        time_limit="MLMODELS_TRAIN_TIME_LIMIT",
     )
 )
 def train_model_version(self: Task, version_id: int) -> str:

@@ -264,16 +264,8 @@ def _stop(name: str, process: subprocess.Popen[bytes]) -> None:
 def _stop_embedded_database(env: dict[str, str]) -> None:
     if env.get("DATABASE_URL"):
         return
-    code = (
-        "from django.conf import settings\n"
-        "from pathlib import Path\n"
-        "from config.embedded_db import server\n"
-        "pgdata = settings.DATABASES['default'].get('PGDATA')\n"
-        "if pgdata and server.stop(Path(pgdata)):\n"
-        "    print('Stopped the embedded database.')\n"
-    )
     subprocess.run(
-        [PYTHON, str(ROOT / "manage.py"), "shell", "--no-imports", "-c", code], env=env, cwd=ROOT, check=False
+        [PYTHON, str(ROOT / "manage.py"), "stop_embedded_database"], env=env, cwd=ROOT, check=False
     )
 
 

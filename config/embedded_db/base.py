@@ -17,3 +17,9 @@ class DatabaseWrapper(postgresql.DatabaseWrapper):
         )
         params.update(host=info.host, port=info.port, user=info.user)
         return params
+
+    def stop_server(self) -> bool:
+        """Stop the embedded server of these settings if it runs (`manage.py stop_embedded_database`); returns
+        whether one was stopped."""
+        self.close()
+        return server.stop(Path(self.settings_dict["PGDATA"]))

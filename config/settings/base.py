@@ -3,6 +3,7 @@
 Every variable read here is documented in `.env.example`.
 """
 
+import sys
 from pathlib import Path
 
 import django_stubs_ext
@@ -121,11 +122,14 @@ else:
             "PGDATA": str(DATA_DIR / "pgdata"),
         }
     }
-# Connections: a pool per process (psycopg_pool) when DJANGO_DB_POOL_MAX_SIZE > 0, which config/asgi.py makes the
-# default for the web server: under ASGI a request's database work runs on whichever thread is free, so
-# persistent per-thread connections pile up until PostgreSQL refuses more; a pool bounds them. Elsewhere (Celery
-# workers, commands, WSGI) a thread keeps its connection for DJANGO_CONN_MAX_AGE seconds.
-DB_POOL_MAX_SIZE = env.int("DJANGO_DB_POOL_MAX_SIZE", default=0)
+# Connections. The ASGI web server (gunicorn with uvicorn workers) reads these settings while it imports
+# config/asgi.py, whose get_asgi_application() sets Django up. There a request's database work runs on whichever
+# thread is free, so persistent per-thread connections would pile up until PostgreSQL refuses more: they come from
+# a bounded pool per process (psycopg_pool) of DJANGO_DB_POOL_MAX_SIZE, 8 unless set. Elsewhere (Celery workers,
+# commands, WSGI) there is no pool unless DJANGO_DB_POOL_MAX_SIZE asks for one, and a thread keeps its connection
+# for DJANGO_CONN_MAX_AGE seconds.
+SERVING_ASGI = "config.asgi" in sys.modules
+DB_POOL_MAX_SIZE = env.int("DJANGO_DB_POOL_MAX_SIZE", default=8 if SERVING_ASGI else 0)
 if DB_POOL_MAX_SIZE > 0:
     DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
         "min_size": 1,
@@ -283,7 +287,9 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
+# Every periodic task, of every app.
 CELERY_BEAT_SCHEDULE = {
+    # Documents whose worker died, whose message was lost or that were never sent (the broker was down).
     "recover-stalled-documents": {
         "task": "knowledge.tasks.recover_stalled_documents",
         "schedule": env.float("KNOWLEDGE_RECOVERY_INTERVAL_SECONDS", default=30.0),
@@ -301,6 +307,11 @@ CELERY_BEAT_SCHEDULE = {
     "sync-due-web-sources": {
         "task": "knowledge.tasks.sync_due_web_sources",
         "schedule": env.float("KNOWLEDGE_WEB_SWEEP_INTERVAL_SECONDS", default=300.0),
+    },
+    # Trainings whose worker died (heartbeat silent for MLMODELS_TRAIN_STALE_SECONDS) or whose message was lost.
+    "mlmodels-recover-stalled-training": {
+        "task": "mlmodels.tasks.recover_stalled_training",
+        "schedule": env.float("MLMODELS_RECOVERY_INTERVAL_SECONDS", default=60.0),
     },
 }
 
@@ -342,31 +353,10 @@ KNOWLEDGE_WEB_ALLOW_PRIVATE = env.bool("KNOWLEDGE_WEB_ALLOW_PRIVATE", default=Fa
 KNOWLEDGE_WEB_USER_AGENT = env("KNOWLEDGE_WEB_USER_AGENT", default="kb-fetcher/1.0")
 KNOWLEDGE_WEB_TIMEOUT_SECONDS = env.float("KNOWLEDGE_WEB_TIMEOUT_SECONDS", default=20.0)
 KNOWLEDGE_WEB_MAX_REDIRECTS = env.int("KNOWLEDGE_WEB_MAX_REDIRECTS", default=5)
-# 200: recall@10 0.999 against exact search at a million clustered vectors with the chunk index's m 32 /
-# ef_construction 128 (0.944 at 100); benchmarks/README.md.
-KNOWLEDGE_HNSW_EF_SEARCH = env.int("KNOWLEDGE_HNSW_EF_SEARCH", default=200)
-KNOWLEDGE_HNSW_MAX_SCAN_TUPLES = env.int("KNOWLEDGE_HNSW_MAX_SCAN_TUPLES", default=20000)
-# The planner's cost of a random page read during a search (PostgreSQL's default, 4, suits spinning disks and
-# makes it prefer sorting a whole collection to an HNSW scan; 1.1 suits SSDs and data held in memory).
-KNOWLEDGE_RANDOM_PAGE_COST = env.float("KNOWLEDGE_RANDOM_PAGE_COST", default=1.1)
-# Retrieval: how many candidates each retriever contributes, how they are fused, and an optional reranker.
-KNOWLEDGE_SEARCH_CANDIDATES = env.int("KNOWLEDGE_SEARCH_CANDIDATES", default=50)
-KNOWLEDGE_FUSION = env("KNOWLEDGE_FUSION", default="rrf")
-KNOWLEDGE_RRF_K = env.int("KNOWLEDGE_RRF_K", default=20)
-KNOWLEDGE_HYBRID_DENSE_WEIGHT = env.float("KNOWLEDGE_HYBRID_DENSE_WEIGHT", default=1.0)
-KNOWLEDGE_HYBRID_LEXICAL_WEIGHT = env.float("KNOWLEDGE_HYBRID_LEXICAL_WEIGHT", default=0.4)
-KNOWLEDGE_LEXICAL_OPERATOR = env("KNOWLEDGE_LEXICAL_OPERATOR", default="or")
-# The lexical weight for a term-like query (three words or fewer; KNOWLEDGE_HYBRID_LEXICAL_WEIGHT is a sentence's),
-# and how much the best other chunk of a document adds to a chunk's score for a sentence-like query (0: a document
-# counts by its best chunk alone). Both measured in benchmarks/README.md.
-KNOWLEDGE_HYBRID_TERM_LEXICAL_WEIGHT = env.float("KNOWLEDGE_HYBRID_TERM_LEXICAL_WEIGHT", default=1.0)
-KNOWLEDGE_DOCUMENT_EVIDENCE = env.float("KNOWLEDGE_DOCUMENT_EVIDENCE", default=1.0)
-KNOWLEDGE_TS_RANK_NORMALIZATION = env.int("KNOWLEDGE_TS_RANK_NORMALIZATION", default=0)
-# The lexical side ranks the chunks holding the question's rarer words, up to about this many estimated rows
-# (from PostgreSQL's statistics), instead of every chunk holding any word; 0 ranks every match.
-KNOWLEDGE_LEXICAL_CANDIDATE_BUDGET = env.int("KNOWLEDGE_LEXICAL_CANDIDATE_BUDGET", default=1000)
+# Retrieval's tuning (fusion, weights, candidates, HNSW breadth, planner costs) was chosen by measurement: it is
+# constants in knowledge/search.py, each with the benchmark that chose it, not settings. What a deployment chooses
+# is an optional reranker: a local sentence-transformers cross-encoder folder (empty: no reranking stage).
 KNOWLEDGE_RERANKER_MODEL = env("KNOWLEDGE_RERANKER_MODEL", default="")
-KNOWLEDGE_RERANK_CANDIDATES = env.int("KNOWLEDGE_RERANK_CANDIDATES", default=50)
 
 OPENAI_API_KEY = env("OPENAI_API_KEY", default="")
 OPENAI_BASE_URL = env("OPENAI_BASE_URL", default="")
@@ -409,7 +399,3 @@ MLMODELS_TRAIN_REQUEUE_SECONDS = env.int("MLMODELS_TRAIN_REQUEUE_SECONDS", defau
 # Largest image accepted by the digit prediction (bytes) and its largest side (pixels).
 MLMODELS_MAX_IMAGE_BYTES = env.int("MLMODELS_MAX_IMAGE_BYTES", default=5 * 1024 * 1024)
 MLMODELS_MAX_IMAGE_SIDE = env.int("MLMODELS_MAX_IMAGE_SIDE", default=4096)
-CELERY_BEAT_SCHEDULE["mlmodels-recover-stalled-training"] = {
-    "task": "mlmodels.tasks.recover_stalled_training",
-    "schedule": env.float("MLMODELS_RECOVERY_INTERVAL_SECONDS", default=60.0),
-}

@@ -13,14 +13,7 @@ from knowledge.services.documents import (
     documents_import,
     file_reader,
 )
-from knowledge.services.errors import (
-    CollectionNotFound,
-    DocumentNotFound,
-    DocumentTooLarge,
-    EmptyDocument,
-    ReembedInProgress,
-    WebSourceNotFound,
-)
+from knowledge.services.errors import DocumentNotFound, DocumentTooLarge, EmptyDocument
 from knowledge.services.indexing import (
     RETRY_QUEUE,
     document_ingest,
@@ -30,6 +23,8 @@ from knowledge.services.indexing import (
     documents_wait,
 )
 from knowledge.services.reembed import (
+    CollectionNotFound,
+    ReembedInProgress,
     collection_reembed,
     collection_reembed_fail,
     collection_reembed_run,
@@ -37,6 +32,7 @@ from knowledge.services.reembed import (
 from knowledge.services.statistics import chunk_statistics_refresh
 from knowledge.services.web_sources import (
     SyncReport,
+    WebSourceNotFound,
     web_source_create,
     web_source_delete,
     web_source_ingest,

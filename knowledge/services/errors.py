@@ -1,14 +1,10 @@
-"""The errors the knowledge services raise."""
+"""The errors of a document's import (documents.py) and indexing (indexing.py)."""
 
-from core.errors import Conflict, InvalidInput, ObjectNotFound, PayloadTooLarge
+from core.errors import InvalidInput, ObjectNotFound, PayloadTooLarge
 
 
 class DocumentNotFound(ObjectNotFound):
     """No such document."""
-
-
-class CollectionNotFound(ObjectNotFound):
-    """No such collection."""
 
 
 class DocumentTooLarge(PayloadTooLarge):
@@ -17,11 +13,3 @@ class DocumentTooLarge(PayloadTooLarge):
 
 class EmptyDocument(InvalidInput):
     """The file is empty."""
-
-
-class ReembedInProgress(Conflict):
-    """The collection is already being re-embedded."""
-
-
-class WebSourceNotFound(ObjectNotFound):
-    """No such web source."""

@@ -8,13 +8,21 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import F
 
+from core.errors import Conflict, ObjectNotFound
 from core.jobs import BROKER_ERRORS
 from knowledge import chunking
 from knowledge.embeddings import check_embedding_model, get_embedder
 from knowledge.models import Chunk, Collection, Document
-from knowledge.services.errors import CollectionNotFound, ReembedInProgress
 
 logger = logging.getLogger(__name__)
+
+
+class CollectionNotFound(ObjectNotFound):
+    """No such collection."""
+
+
+class ReembedInProgress(Conflict):
+    """The collection is already being re-embedded."""
 
 
 def collection_reembed(*, collection: Collection, model_name: str, enqueue: bool = True) -> Collection:

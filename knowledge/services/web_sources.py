@@ -20,12 +20,11 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from core.errors import Conflict, DomainError, InvalidInput
+from core.errors import Conflict, DomainError, InvalidInput, ObjectNotFound
 from core.jobs import BROKER_ERRORS
 from knowledge import fetching
 from knowledge.models import Collection, Document, WebPage, WebSource
 from knowledge.services.documents import document_delete, document_import
-from knowledge.services.errors import WebSourceNotFound
 
 if TYPE_CHECKING:
     from urllib.robotparser import RobotFileParser
@@ -40,6 +39,10 @@ SYNC_STALE = timedelta(hours=2)
 ERRORS_KEPT = 20
 
 PageOutcome = Literal["created", "updated", "unchanged", "removed", "failed", "blocked"]
+
+
+class WebSourceNotFound(ObjectNotFound):
+    """No such web source."""
 
 
 @dataclass

@@ -98,3 +98,14 @@ def test_a_half_created_data_folder_is_set_aside_and_started_afresh(data_dir):
 
     assert _probe(data_dir)["readyz"]["status"] == "ok"
     assert list(data_dir.glob("pgdata.unusable-*/leftover"))
+
+
+def test_the_command_stops_the_embedded_server_it_started_and_then_has_nothing_to_stop(data_dir):
+    _manage(data_dir, "migrate", "--noinput")
+
+    first = _manage(data_dir, "stop_embedded_database")
+    second = _manage(data_dir, "stop_embedded_database")
+
+    assert "Stopped the embedded database." in first
+    assert not (data_dir / "pgdata" / "postmaster.pid").exists()
+    assert "Stopped" not in second

@@ -1,6 +1,7 @@
 from datetime import timedelta
 from types import SimpleNamespace
 
+import pytest
 from django.utils import timezone
 
 from core import jobs
@@ -84,3 +85,24 @@ def test_every_job_task_retries_transient_errors_only_and_survives_a_dead_worker
         3,
     )
     assert (ingest_document.retry_backoff, train_model_version.retry_backoff) == (5, 30)
+
+
+def test_a_job_task_reads_its_time_limits_from_the_settings_when_a_worker_asks(settings):
+    settings.KNOWLEDGE_INGEST_SOFT_TIME_LIMIT, settings.KNOWLEDGE_INGEST_TIME_LIMIT = 5, 7
+    settings.MLMODELS_TRAIN_SOFT_TIME_LIMIT, settings.MLMODELS_TRAIN_TIME_LIMIT = 11, 13
+
+    limits = [(task.soft_time_limit, task.time_limit) for task in (ingest_document, train_model_version)]
+
+    assert limits == [(5, 7), (11, 13)]
+    assert (reembed_collection.soft_time_limit, reembed_collection.time_limit) == (6 * 3600, 6 * 3600 + 300)
+
+
+def test_time_limits_are_both_seconds_or_both_settings():
+    with pytest.raises(TypeError, match="both"):
+        jobs.retrying_task(
+            backoff=1,
+            backoff_max=2,
+            max_retries=1,
+            soft_time_limit="KNOWLEDGE_INGEST_SOFT_TIME_LIMIT",
+            time_limit=60,
+        )

@@ -304,7 +304,7 @@ def test_lexical_candidates_need_statistics():
 
 
 def test_lexical_search_ranks_the_chunks_holding_the_rarer_words_and_still_ranks_by_the_whole_question(
-    django_capture_on_commit_callbacks, settings
+    django_capture_on_commit_callbacks, monkeypatch
 ):
     collection = CollectionFactory(embedding_model=HASHING)
     pages = {f"table-{n}.md": f"# Table {n}\n\nThe table number {n} holds rows." for n in range(60)}
@@ -316,9 +316,9 @@ def test_lexical_search_ranks_the_chunks_holding_the_rarer_words_and_still_ranks
     search.forget_lexeme_statistics()
     question = "table rows wraparound"
 
-    settings.KNOWLEDGE_LEXICAL_CANDIDATE_BUDGET = 10
+    monkeypatch.setattr(search, "LEXICAL_CANDIDATE_BUDGET", 10)
     narrowed = search.search(query=question, collections=[collection], limit=10, mode="lexical")
-    settings.KNOWLEDGE_LEXICAL_CANDIDATE_BUDGET = 0
+    monkeypatch.setattr(search, "LEXICAL_CANDIDATE_BUDGET", 0)
     whole = search.search(query=question, collections=[collection], limit=10, mode="lexical")
     search.forget_lexeme_statistics()
 
@@ -375,9 +375,9 @@ def test_terms_are_weighted_by_inverse_document_frequency(django_capture_on_comm
     ],
 )
 def test_a_page_that_answers_in_two_places_outranks_one_better_chunk_for_a_sentence(
-    query, evidence, first, settings, django_capture_on_commit_callbacks
+    query, evidence, first, monkeypatch, django_capture_on_commit_callbacks
 ):
-    settings.KNOWLEDGE_DOCUMENT_EVIDENCE = evidence
+    monkeypatch.setattr(search, "DOCUMENT_EVIDENCE", evidence)
     collection = CollectionFactory(embedding_model=HASHING)
     pages = {
         "once.md": "# Notes B\n\nAutovacuum reclaims storage from dead rows, quickly.",

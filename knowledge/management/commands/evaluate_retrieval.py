@@ -9,10 +9,9 @@ from django.utils.text import slugify
 from tqdm import tqdm
 
 from core.errors import DomainError
-from knowledge import evaluation
+from knowledge import evaluation, search
 from knowledge.baseline import BASELINE_MODES, OVERLAP_WORDS, WINDOW_WORDS, Baseline
 from knowledge.embeddings import get_embedder
-from knowledge.search import configured_reranker
 
 
 class Command(BaseCommand):
@@ -21,8 +20,8 @@ class Command(BaseCommand):
         "corpus into a scratch collection through the real pipeline, run every query in each mode, and print "
         "nDCG@10, Recall@10, Recall@100, MRR@10 and latency side by side, beside a naive baseline computed in "
         "the same run (fixed windows of 180 words, BM25, the same embedding model, RRF; knowledge/baseline.py) "
-        "and the product's difference from the best baseline. Retrieval settings (KNOWLEDGE_RRF_K, "
-        "KNOWLEDGE_LEXICAL_OPERATOR, ...) are read from the environment as usual."
+        "and the product's difference from the best baseline. Retrieval's tuning is knowledge/search.py's constants "
+        "(RRF_K, LEXICAL_OPERATOR, ...); the options below override some of them for the run."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -46,13 +45,18 @@ class Command(BaseCommand):
             default="lexical,dense,hybrid,baseline-bm25,baseline-dense,baseline-rrf",
             help="comma-separated: " + ",".join(evaluation.EVAL_MODES),
         )
-        parser.add_argument("--fusion", choices=["rrf", "weighted"], help="default: KNOWLEDGE_FUSION")
-        parser.add_argument("--dense-weight", type=float, help="default: KNOWLEDGE_HYBRID_DENSE_WEIGHT")
-        parser.add_argument("--lexical-weight", type=float, help="default: KNOWLEDGE_HYBRID_LEXICAL_WEIGHT")
+        parser.add_argument("--fusion", choices=["rrf", "weighted"], help=f"default: {search.FUSION}")
+        parser.add_argument("--dense-weight", type=float, help=f"default: {search.HYBRID_DENSE_WEIGHT}")
+        parser.add_argument(
+            "--lexical-weight",
+            type=float,
+            help=f"default: by the query's shape, {search.HYBRID_TERM_LEXICAL_WEIGHT} for a term to "
+            f"{search.HYBRID_LEXICAL_WEIGHT} for a sentence",
+        )
         parser.add_argument(
             "--candidates",
             type=int,
-            help=f"chunks each retriever contributes (default: the larger of KNOWLEDGE_SEARCH_CANDIDATES and "
+            help=f"chunks each retriever contributes (default: the larger of {search.SEARCH_CANDIDATES} and "
             f"{evaluation.CHUNK_DEPTH}, so that every mode ranks as deep); fewer also cuts each ranking to that "
             "many chunks, which caps Recall@100",
         )
@@ -85,7 +89,7 @@ class Command(BaseCommand):
 
         reranker = None
         if "hybrid+rerank" in modes:
-            reranker = configured_reranker()
+            reranker = search.configured_reranker()
             if reranker is None:
                 modes.remove("hybrid+rerank")
                 self.stdout.write(
@@ -97,8 +101,7 @@ class Command(BaseCommand):
         imported = self._import(dataset, slug, reuse=options["reuse"]) if product_modes else None
         search_options = evaluation.SearchOptions(
             fusion=options["fusion"],
-            candidates=options["candidates"]
-            or max(int(settings.KNOWLEDGE_SEARCH_CANDIDATES), evaluation.CHUNK_DEPTH),
+            candidates=options["candidates"] or max(search.SEARCH_CANDIDATES, evaluation.CHUNK_DEPTH),
             dense_weight=options["dense_weight"],
             lexical_weight=options["lexical_weight"],
             reranker=reranker,
@@ -181,10 +184,10 @@ class Command(BaseCommand):
 
     def _table(self, runs: list[evaluation.ModeRun], search_options: evaluation.SearchOptions) -> None:
         self.stdout.write(
-            f"fusion={search_options.fusion or settings.KNOWLEDGE_FUSION} rrf_k={settings.KNOWLEDGE_RRF_K} "
-            f"weights dense={_or(search_options.dense_weight, settings.KNOWLEDGE_HYBRID_DENSE_WEIGHT)} "
-            f"lexical={_or(search_options.lexical_weight, settings.KNOWLEDGE_HYBRID_LEXICAL_WEIGHT)} "
-            f"operator={settings.KNOWLEDGE_LEXICAL_OPERATOR} ts_norm={settings.KNOWLEDGE_TS_RANK_NORMALIZATION} "
+            f"fusion={search_options.fusion or search.FUSION} rrf_k={search.RRF_K} "
+            f"weights dense={_or(search_options.dense_weight, search.HYBRID_DENSE_WEIGHT)} "
+            f"lexical={_or(search_options.lexical_weight, search.HYBRID_LEXICAL_WEIGHT)} "
+            f"operator={search.LEXICAL_OPERATOR} ts_norm={search.TS_RANK_NORMALIZATION} "
             f"candidates={search_options.candidates} chunks/query={search_options.depth}"
         )
         rows = [
@@ -220,14 +223,12 @@ class Command(BaseCommand):
     ) -> None:
         payload = {
             "settings": {
-                "fusion": search_options.fusion or settings.KNOWLEDGE_FUSION,
-                "rrf_k": settings.KNOWLEDGE_RRF_K,
-                "dense_weight": _or(search_options.dense_weight, settings.KNOWLEDGE_HYBRID_DENSE_WEIGHT),
-                "lexical_weight": _or(
-                    search_options.lexical_weight, settings.KNOWLEDGE_HYBRID_LEXICAL_WEIGHT
-                ),
-                "lexical_operator": settings.KNOWLEDGE_LEXICAL_OPERATOR,
-                "ts_rank_normalization": settings.KNOWLEDGE_TS_RANK_NORMALIZATION,
+                "fusion": search_options.fusion or search.FUSION,
+                "rrf_k": search.RRF_K,
+                "dense_weight": _or(search_options.dense_weight, search.HYBRID_DENSE_WEIGHT),
+                "lexical_weight": _or(search_options.lexical_weight, search.HYBRID_LEXICAL_WEIGHT),
+                "lexical_operator": search.LEXICAL_OPERATOR,
+                "ts_rank_normalization": search.TS_RANK_NORMALIZATION,
                 "candidates": search_options.candidates,
             },
             "modes": {
