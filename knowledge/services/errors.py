@@ -19,6 +19,10 @@ class EmptyDocument(InvalidInput):
     """The file is empty."""
 
 
+class DocumentUnreadable(InvalidInput):
+    """The file could not be read (an upload cut short, a file that vanished or may not be read)."""
+
+
 class ReembedInProgress(Conflict):
     """The collection is already being re-embedded."""
 

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 from django.utils import timezone
 
+from core.errors import InvalidInput
 from knowledge import services
 from knowledge.embeddings import HASHING, MINILM, get_embedder
 from knowledge.models import Chunk, Document
@@ -345,6 +346,83 @@ def test_an_import_that_loses_the_database_while_parsing_leaves_nothing_processi
     assert not Document.objects.filter(status=Document.Status.PROCESSING).exists()
     # Both groups in flight (the first still being embedded when the second failed) wait for the next import.
     assert Document.objects.filter(status=Document.Status.PENDING).count() == 6
+
+
+def test_a_refused_file_in_an_import_is_not_stored_and_the_files_around_it_are(collection, settings):
+    settings.KNOWLEDGE_MAX_UPLOAD_BYTES = 1000
+    files = [
+        ("first.md", lambda: page(1)),
+        ("large.txt", lambda: b"x" * 1001),
+        ("last.md", lambda: page(2)),
+    ]
+
+    settled = list(services.documents_import(collection=collection, files=files, index_now=True))
+
+    # Refused at once, it settles before the files indexed around it.
+    assert [(item.name, item.outcome) for item in settled] == [
+        ("large.txt", "rejected"),
+        ("first.md", "created"),
+        ("last.md", "created"),
+    ]
+    assert isinstance(settled[0].error, services.DocumentTooLarge) and settled[0].document is None
+    assert "large.txt is 1,001 bytes; the limit is 1,000 bytes" in settled[0].message
+    assert dict(Document.objects.values_list("source_name", "status")) == {
+        "first.md": Document.Status.READY,
+        "last.md": Document.Status.READY,
+    }
+
+
+def test_a_file_that_cannot_be_read_is_refused_by_name_and_the_others_are_queued(
+    collection, django_capture_on_commit_callbacks
+):
+    def vanished() -> bytes:
+        raise FileNotFoundError(2, "No such file or directory")
+
+    files = [("gone.md", vanished), ("here.md", lambda: page(1))]
+
+    with django_capture_on_commit_callbacks(execute=True):  # the queued task runs (eagerly) once committed
+        settled = list(services.documents_import(collection=collection, files=files, index_now=False))
+
+    assert [(item.name, item.outcome) for item in settled] == [
+        ("gone.md", "rejected"),
+        ("here.md", "created"),
+    ]
+    assert isinstance(settled[0].error, services.DocumentUnreadable)
+    assert settled[0].message == "gone.md could not be read (No such file or directory)."
+    assert settled[1].document.status == Document.Status.PENDING  # queued, not indexed in this process
+    assert list(Document.objects.values_list("source_name", "status")) == [("here.md", Document.Status.READY)]
+
+
+def test_a_title_for_many_files_is_refused_before_any_is_stored(collection):
+    files = [("a.md", lambda: page(1)), ("b.md", lambda: page(2))]
+
+    with pytest.raises(InvalidInput, match="only be given when one file"):
+        services.documents_import(collection=collection, files=files, index_now=False, title="Both")
+
+    assert not Document.objects.exists()
+
+
+def test_importing_one_file_raises_its_refusal_and_stores_nothing(collection):
+    with pytest.raises(services.EmptyDocument, match=r"empty\.md is empty"):
+        services.document_import(collection=collection, name="empty.md", content=b"", index_now=True)
+
+    assert not Document.objects.exists()
+
+
+def test_importing_one_file_now_indexes_it_and_a_failed_one_is_tried_again(collection, settings):
+    first = services.document_import(
+        collection=collection, name="m.md", content=MANUAL.encode(), index_now=True
+    )
+    Document.objects.filter(pk=first.document.pk).update(status=Document.Status.FAILED, error="worker died")
+
+    again = services.document_import(
+        collection=collection, name="m.md", content=MANUAL.encode(), index_now=True
+    )
+
+    assert first.outcome == "created" and first.document.status == Document.Status.READY
+    assert again.outcome == "unchanged" and again.document.pk == first.document.pk
+    assert again.document.status == Document.Status.READY and again.document.error == ""
+    assert again.document.chunk_count == Chunk.objects.filter(document=first.document).count() > 0
 
 
 @pytest.mark.django_db(transaction=True)
