@@ -56,11 +56,16 @@ def _serialize_adds(collection: Collection) -> None:
         cursor.execute("SELECT pg_advisory_xact_lock(%s::int, %s::int)", [_ADD_LOCK_SPACE, collection.pk])
 
 
-def _megabytes(size: int, limit: int) -> str:
-    """ "x MB; the limit is y MB", in bytes where one decimal would show the two as equal."""
+def _too_large(name: str, size: int, limit: int) -> str:
+    """ "name is x MB; the limit is y MB", in bytes where one decimal would show the two as equal. One byte over
+    the limit is all that a limited read (`_read_limited`, `file_reader`) takes of a larger file, whose size is
+    then not known: it is told as over the limit, not as that size."""
+    if size == limit + 1:
+        amount = f"{limit / 1e6:.1f} MB" if limit >= 1_000_000 else f"{limit:,} bytes"
+        return f"{name} is larger than the limit of {amount}."
     if f"{size / 1e6:.1f}" == f"{limit / 1e6:.1f}":
-        return f"{size:,} bytes; the limit is {limit:,} bytes"
-    return f"{size / 1e6:.1f} MB; the limit is {limit / 1e6:.1f} MB"
+        return f"{name} is {size:,} bytes; the limit is {limit:,} bytes."
+    return f"{name} is {size / 1e6:.1f} MB; the limit is {limit / 1e6:.1f} MB."
 
 
 def document_add(
@@ -84,7 +89,7 @@ def document_add(
     data = content if isinstance(content, bytes) else _read_limited(content)
     if len(data) > settings.KNOWLEDGE_MAX_UPLOAD_BYTES:
         raise DocumentTooLarge(
-            f"{name} is {_megabytes(len(data), settings.KNOWLEDGE_MAX_UPLOAD_BYTES)}.",
+            _too_large(name, len(data), settings.KNOWLEDGE_MAX_UPLOAD_BYTES),
             limit_bytes=settings.KNOWLEDGE_MAX_UPLOAD_BYTES,
         )
     if not data:

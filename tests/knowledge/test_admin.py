@@ -80,7 +80,7 @@ def test_an_admin_upload_with_a_file_over_the_limit_names_it_and_adds_the_rest(
 
     page = response.content.decode()
     assert response.redirect_chain[-1][0].endswith(f"?collection__id__exact={collection.pk}")
-    assert "Not added: large.txt is 1,001 bytes; the limit is 1,000 bytes." in page
+    assert "Not added: large.txt is larger than the limit of 1,000 bytes." in page
     assert "1 added, 0 updated, 1 unchanged, 1 not added (named above)" in page
     assert dict(Document.objects.values_list("source_name", "status")) == {
         "kept.md": Document.Status.READY,

@@ -138,7 +138,7 @@ def test_a_refused_file_between_others_is_named_and_only_the_others_are_stored_a
         ("large.txt", "rejected"),
         ("last.md", "created"),
     ]
-    assert body[1]["message"] == "large.txt is 1,001 bytes; the limit is 1,000 bytes."
+    assert body[1]["message"] == "large.txt is larger than the limit of 1,000 bytes."
     assert body[1]["document"] is None
     stored = dict(Document.objects.values_list("source_name", "status"))
     assert stored == {"first.md": Document.Status.READY, "last.md": Document.Status.READY}

@@ -62,7 +62,7 @@ def test_ingest_in_the_background_names_a_refused_file_queues_the_rest_and_exits
     settings.KNOWLEDGE_EMBEDDING_MODEL = "hashing-384"
     settings.KNOWLEDGE_MAX_UPLOAD_BYTES = 1000
     (folder / "empty.txt").unlink()
-    (folder / "guide" / "large.md").write_text("# Large\n\n" + "x" * 992)  # 1,001 bytes
+    (folder / "guide" / "large.md").write_text("# Large\n\n" + "x" * 5000)
 
     with pytest.raises(SystemExit) as exit_info:
         call_command("ingest", str(folder), collection="docs", background=True, no_wait=True)
@@ -70,7 +70,7 @@ def test_ingest_in_the_background_names_a_refused_file_queues_the_rest_and_exits
     output = capsys.readouterr().out
     assert exit_info.value.code == 1
     assert "docs: 3 added, 0 updated, 0 unchanged, 1 failed, 1 skipped" in output
-    assert "FAILED guide/large.md: guide/large.md is 1,001 bytes; the limit is 1,000 bytes." in output
+    assert "FAILED guide/large.md: guide/large.md is larger than the limit of 1,000 bytes." in output
     assert set(Document.objects.values_list("source_name", "status")) == {
         ("guide/intro.md", Document.Status.PENDING),
         ("guide/setup.html", Document.Status.PENDING),

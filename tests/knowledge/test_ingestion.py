@@ -158,6 +158,23 @@ def test_a_file_just_over_the_limit_is_told_in_bytes_where_megabytes_would_read_
     assert "52,428,810 bytes; the limit is 52,428,800 bytes" in str(refused.value)
 
 
+def test_a_file_read_only_up_to_the_limit_is_told_as_over_it_not_as_a_size_it_does_not_have(
+    collection, settings
+):
+    import io
+
+    settings.KNOWLEDGE_MAX_UPLOAD_BYTES = 1000
+
+    with pytest.raises(services.DocumentTooLarge) as streamed:
+        services.document_add(collection=collection, name="big.txt", content=io.BytesIO(b"x" * 5000))
+    with pytest.raises(services.DocumentTooLarge) as whole:
+        services.document_add(collection=collection, name="big.txt", content=b"x" * 5000)
+
+    assert str(streamed.value) == "big.txt is larger than the limit of 1,000 bytes."
+    assert str(whole.value) == "big.txt is 5,000 bytes; the limit is 1,000 bytes."
+    assert not Document.objects.exists()
+
+
 def test_a_document_held_by_a_live_worker_is_left_alone(collection):
     added = services.document_add(collection=collection, name="m.md", content=MANUAL.encode(), enqueue=False)
     Document.objects.filter(pk=added.document.pk).update(
@@ -365,7 +382,7 @@ def test_a_refused_file_in_an_import_is_not_stored_and_the_files_around_it_are(c
         ("last.md", "created"),
     ]
     assert isinstance(settled[0].error, services.DocumentTooLarge) and settled[0].document is None
-    assert "large.txt is 1,001 bytes; the limit is 1,000 bytes" in settled[0].message
+    assert settled[0].message == "large.txt is larger than the limit of 1,000 bytes."
     assert dict(Document.objects.values_list("source_name", "status")) == {
         "first.md": Document.Status.READY,
         "last.md": Document.Status.READY,
