@@ -295,9 +295,9 @@ def _files_import(
     if not index_now:
         yield from stored
         return
-    to_index = ((item, _to_index_now(item)) for item in stored)
-    for item, document in documents_index_pipelined(to_index, group_size=group_size):
-        yield item if document is None else replace(item, document=document)
+    for item, document in documents_index_pipelined(_for_indexing(stored), group_size=group_size):
+        # An indexed one comes back as it ended (None: deleted meanwhile); the others pass through as stored.
+        yield replace(item, document=document) if _indexes_now(item) else item
 
 
 def document_import(
@@ -354,15 +354,25 @@ def _file_store(
     return Imported(name, added.outcome, added.message, added.document)
 
 
-def _to_index_now(item: Imported) -> int | None:
-    """The id of the document `item` stored, when it is to be indexed in this process: not a refused file, nor
-    one already indexed from the same bytes. A document that failed before is reset to be tried again."""
+def _indexes_now(item: Imported) -> bool:
+    """Whether the file `item` stands for is to be indexed in this process: not a refused file, nor one indexed
+    already from the same bytes."""
     document = item.document
-    if document is None or (item.outcome == "unchanged" and document.status == Document.Status.READY):
-        return None
-    if document.status == Document.Status.FAILED:
-        document_reingest(document=document, enqueue=False)
-    return document.pk
+    return document is not None and not (
+        item.outcome == "unchanged" and document.status == Document.Status.READY
+    )
+
+
+def _for_indexing(stored: Iterator[Imported]) -> Iterator[tuple[Imported, int | None]]:
+    """Each stored file with the id of its document to index in this process, or None; a document that failed
+    before is reset to be tried again."""
+    for item in stored:
+        if item.document is None or not _indexes_now(item):
+            yield item, None
+            continue
+        if item.document.status == Document.Status.FAILED:
+            document_reingest(document=item.document, enqueue=False)
+        yield item, item.document.pk
 
 
 def file_reader(stream: IO[bytes]) -> Callable[[], bytes]:

@@ -389,6 +389,24 @@ def test_a_refused_file_in_an_import_is_not_stored_and_the_files_around_it_are(c
     }
 
 
+def test_a_document_deleted_while_an_import_indexes_it_comes_back_without_a_document(collection, monkeypatch):
+    from knowledge.services import indexing
+
+    write = indexing._write_embedded
+
+    def delete_then_write(embedded):
+        Document.objects.filter(source_name="gone.md").delete()  # embedded, not yet written
+        write(embedded)
+
+    monkeypatch.setattr(indexing, "_write_embedded", delete_then_write)
+    files = [("gone.md", lambda: page(1))]
+
+    [item] = services.documents_import(collection=collection, files=files, index_now=True)
+
+    assert (item.name, item.outcome, item.document) == ("gone.md", "created", None)
+    assert not Document.objects.exists()
+
+
 def test_a_file_that_cannot_be_read_is_refused_by_name_and_the_others_are_queued(
     collection, django_capture_on_commit_callbacks
 ):
