@@ -84,7 +84,7 @@ def main() -> int:
         failed = 0
         for item in services.documents_import(
             collection=collection,
-            files=((str(p.relative_to(args.source)), p.read_bytes) for p in files),
+            files=[(str(p.relative_to(args.source)), p.read_bytes) for p in files],
             index_now=True,
         ):
             failed += item.document is None or item.document.status == Document.Status.FAILED

@@ -286,9 +286,11 @@ class DocumentViewSet(
         description="Upload one or many files into a collection. Each file settles on its own, as in admin and "
         "`manage.py ingest`: every acceptable file is stored and queued for indexing, every refused one (empty, "
         "over the per-file limit, a name with control characters) is listed with outcome `rejected` and the "
-        "reason, by its name. 201 when a file was added or updated, 200 when every file was already there (the "
-        "same bytes return the existing document, outcome `unchanged`), 413/422 when no file was accepted. New "
-        "bytes under an existing file name make a new version (`updated`).",
+        "reason, by its name, and is not stored. 201 when a file was added or updated, 200 when the accepted "
+        "files were all already there (the same bytes return the existing document, outcome `unchanged`), "
+        "413/422 when no file was accepted, so a 4xx never leaves a file stored (a `title` with more "
+        "than one file is a 422 before any is stored). New bytes under an existing file name "
+        "make a new version (`updated`); sending the same files again after fixing a refused one is safe.",
     )
     def create(self, request: Request) -> Response:
         length = int(request.META.get("CONTENT_LENGTH") or 0)
@@ -305,17 +307,15 @@ class DocumentViewSet(
         payload = UploadIn(data=data)
         payload.is_valid(raise_exception=True)
         collection = selectors.collection_get(user=request.user, slug=payload.validated_data["collection"])
-        uploads = payload.validated_data["files"]
-        title = payload.validated_data["title"]
-        if title and len(uploads) > 1:
-            raise InvalidInput("A title can only be given when one file is uploaded.")
         results = list(
             services.documents_import(
                 collection=collection,
-                files=[(upload.name, services.file_reader(upload)) for upload in uploads],
+                files=[
+                    (upload.name, services.file_reader(upload)) for upload in payload.validated_data["files"]
+                ],
                 index_now=False,
                 created_by=request.user,
-                title=title,
+                title=payload.validated_data["title"],
             )
         )
         if all(item.outcome == "rejected" for item in results):

@@ -280,7 +280,7 @@ def corpus_import(
 
     imported = services.documents_import(
         collection=collection,
-        files=((name, reader(entry)) for name, entry in by_name.items()),
+        files=[(name, reader(entry)) for name, entry in by_name.items()],
         index_now=True,
     )
     for done, item in enumerate(imported, start=1):

@@ -13,7 +13,7 @@ from knowledge.services.documents import (
     documents_import,
     file_reader,
 )
-from knowledge.services.errors import DocumentNotFound, DocumentTooLarge, EmptyDocument
+from knowledge.services.errors import DocumentNotFound, DocumentTooLarge, DocumentUnreadable, EmptyDocument
 from knowledge.services.indexing import (
     RETRY_QUEUE,
     document_ingest,
@@ -47,6 +47,7 @@ __all__ = [
     "DocumentAdded",
     "DocumentNotFound",
     "DocumentTooLarge",
+    "DocumentUnreadable",
     "EmptyDocument",
     "Imported",
     "Outcome",

@@ -5,27 +5,24 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
-from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import IO, TYPE_CHECKING, Literal
 
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
-from django.db import DatabaseError, connection, transaction
+from django.db import connection, transaction
 from django.db.models import F
-from django.db.models.functions import Greatest
 from django.utils import timezone
 
 from core.errors import DomainError, InvalidInput
 from core.validators import has_invisible, shown
 from knowledge import parsing
 from knowledge.models import Collection, Document
-from knowledge.services import indexing
-from knowledge.services.errors import DocumentTooLarge, EmptyDocument
-from knowledge.services.indexing import _enqueue_ingest, document_ingest
+from knowledge.services.errors import DocumentTooLarge, DocumentUnreadable, EmptyDocument
+from knowledge.services.indexing import document_enqueue, documents_index_pipelined
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
@@ -59,11 +56,16 @@ def _serialize_adds(collection: Collection) -> None:
         cursor.execute("SELECT pg_advisory_xact_lock(%s::int, %s::int)", [_ADD_LOCK_SPACE, collection.pk])
 
 
-def _megabytes(size: int, limit: int) -> str:
-    """ "x MB; the limit is y MB", in bytes where one decimal would show the two as equal."""
+def _too_large(name: str, size: int, limit: int) -> str:
+    """ "name is x MB; the limit is y MB", in bytes where one decimal would show the two as equal. One byte over
+    the limit is all that a limited read (`_read_limited`, `file_reader`) takes of a larger file, whose size is
+    then not known: it is told as over the limit, not as that size."""
+    if size == limit + 1:
+        amount = f"{limit / 1e6:.1f} MB" if limit >= 1_000_000 else f"{limit:,} bytes"
+        return f"{name} is larger than the limit of {amount}."
     if f"{size / 1e6:.1f}" == f"{limit / 1e6:.1f}":
-        return f"{size:,} bytes; the limit is {limit:,} bytes"
-    return f"{size / 1e6:.1f} MB; the limit is {limit / 1e6:.1f} MB"
+        return f"{name} is {size:,} bytes; the limit is {limit:,} bytes."
+    return f"{name} is {size / 1e6:.1f} MB; the limit is {limit / 1e6:.1f} MB."
 
 
 def document_add(
@@ -87,7 +89,7 @@ def document_add(
     data = content if isinstance(content, bytes) else _read_limited(content)
     if len(data) > settings.KNOWLEDGE_MAX_UPLOAD_BYTES:
         raise DocumentTooLarge(
-            f"{name} is {_megabytes(len(data), settings.KNOWLEDGE_MAX_UPLOAD_BYTES)}.",
+            _too_large(name, len(data), settings.KNOWLEDGE_MAX_UPLOAD_BYTES),
             limit_bytes=settings.KNOWLEDGE_MAX_UPLOAD_BYTES,
         )
     if not data:
@@ -156,7 +158,7 @@ def _add_locked(
         # Its task never reached the broker: sending it again is what uploading it again is for.
         resend = enqueue and same_bytes.unqueued and same_bytes.status == Document.Status.PENDING
         if resend:
-            _enqueue_ingest(same_bytes.pk)
+            document_enqueue(document_id=same_bytes.pk)
         return _Added(same_bytes, "unchanged", message, queued=resend)
 
     file_name = storage_file_name(name)
@@ -189,7 +191,7 @@ def _add_locked(
         document.save()
         outcome, message = "created", f"{name}: added"
     if enqueue:
-        _enqueue_ingest(document.pk)
+        document_enqueue(document_id=document.pk)
     return _Added(document, outcome, message, queued=enqueue)
 
 
@@ -219,6 +221,85 @@ def storage_file_name(name: str) -> str:
     return f"{safe_stem}.{safe_suffix}" if safe_suffix else safe_stem
 
 
+@dataclass(frozen=True)
+class Imported:
+    name: str
+    outcome: Outcome | Literal["rejected"]
+    message: str
+    document: Document | None
+    error: DomainError | None = None  # why a rejected file was refused: set on every rejected one
+
+
+def documents_import(
+    *,
+    collection: Collection,
+    files: Sequence[tuple[str, Callable[[], bytes]]],
+    index_now: bool,
+    created_by: AbstractBaseUser | AnonymousUser | None = None,
+    title: str = "",
+    group_size: int = 16,
+) -> Iterator[Imported]:
+    """Add many files (name, reader) to `collection`, yielding each file's outcome once it is settled.
+
+    The one policy for many files, whichever way they come in (admin upload, API upload, `manage.py ingest`,
+    `manage.py load_demo`): each file settles on its own. A file that cannot be read or is
+    refused (empty, over KNOWLEDGE_MAX_UPLOAD_BYTES, a name with control characters) comes back "rejected" with
+    its name and the reason, and is not stored; the others are stored (`document_add`) and nothing stops them.
+    Not all-or-nothing: a folder of thousands of files must not be turned away for one bad file, and holding
+    every file of a batch in one transaction would hold the collection's add lock (every other upload) for all
+    of them. Sending the same files again after fixing the refused ones is safe: the ones already stored come
+    back "unchanged". Each interface shows the same outcomes its own way (admin messages, the API's statuses,
+    the command's FAILED lines and exit status).
+
+    With `index_now`, the stored files are indexed in this process, `group_size` at a time, their chunks
+    embedded together on a second thread while this one stores, parses and writes the others
+    (`indexing.documents_index_pipelined`); a document that fails to index comes back with its FAILED status, and
+    a refused file (or one indexed already) settles at once, before the group being indexed around it. Otherwise
+    they are queued for the workers and every file settles in the order given.
+
+    Raises InvalidInput, at the call and so before anything is stored, when a `title` is given with more than
+    one file.
+    """
+    if title and len(files) > 1:
+        raise InvalidInput("A title can only be given when one file is uploaded.")
+    return _files_import(
+        collection=collection,
+        files=files,
+        index_now=index_now,
+        created_by=created_by,
+        title=title,
+        group_size=group_size,
+    )
+
+
+def _files_import(
+    *,
+    collection: Collection,
+    files: Sequence[tuple[str, Callable[[], bytes]]],
+    index_now: bool,
+    created_by: AbstractBaseUser | AnonymousUser | None,
+    title: str,
+    group_size: int,
+) -> Iterator[Imported]:
+    stored = (
+        _file_store(
+            collection=collection,
+            name=name,
+            read=read,
+            enqueue=not index_now,
+            created_by=created_by,
+            title=title,
+        )
+        for name, read in files
+    )
+    if not index_now:
+        yield from stored
+        return
+    for item, document in documents_index_pipelined(_for_indexing(stored), group_size=group_size):
+        # An indexed one comes back as it ended (None: deleted meanwhile); the others pass through as stored.
+        yield replace(item, document=document) if _indexes_now(item) else item
+
+
 def document_import(
     *,
     collection: Collection,
@@ -228,150 +309,70 @@ def document_import(
     created_by: AbstractBaseUser | AnonymousUser | None = None,
     title: str = "",
 ) -> DocumentAdded:
-    """Add a file as `document_add` does, then index it in this process (`index_now`) or leave it to a worker.
-
-    Indexing in-process is for command-line imports that should not depend on a running worker.
-    """
-    added = document_add(
+    """One file through `documents_import`, its refusal raised: DocumentTooLarge, EmptyDocument, InvalidInput
+    (a bad name) or DocumentUnreadable. For callers that add one file at a time (web pages as they are fetched)."""
+    [item] = documents_import(
         collection=collection,
-        name=name,
-        content=content,
+        files=[(name, lambda: content if isinstance(content, bytes) else _read_limited(content))],
+        index_now=index_now,
         created_by=created_by,
         title=title,
-        enqueue=not index_now,
     )
-    document = added.document
-    if index_now and not (document.status == Document.Status.READY and added.outcome == "unchanged"):
-        if document.status == Document.Status.FAILED:
-            document = document_reingest(document=document, enqueue=False)
-        document = document_ingest(document_id=document.pk)
-    return DocumentAdded(document, added.outcome, added.message)
+    if item.outcome == "rejected" or item.document is None:
+        assert item.error is not None  # a rejected file always carries its refusal
+        raise item.error
+    return DocumentAdded(item.document, item.outcome, item.message)
 
 
-@dataclass(frozen=True)
-class Imported:
-    name: str
-    outcome: Outcome | Literal["rejected"]
-    message: str
-    document: Document | None
-    error: DomainError | None = None  # why a rejected file was refused
-
-
-@dataclass
-class _InFlight:
-    group: list[tuple[str, DocumentAdded]]
-    embedding: Future[list[indexing._Embedded]]
-
-
-def documents_import(
+def _file_store(
     *,
     collection: Collection,
-    files: Iterable[tuple[str, Callable[[], bytes]]],
-    index_now: bool,
-    created_by: AbstractBaseUser | AnonymousUser | None = None,
-    title: str = "",
-    group_size: int = 16,
-) -> Iterator[Imported]:
-    """Add many files (name, reader) to `collection`, yielding each file's outcome once it is settled.
-
-    The one policy for many files, whichever way they come in (admin upload, API upload, `manage.py ingest`):
-    each file settles on its own. A file that cannot be read or is refused (empty, too large, a name with
-    control characters) comes back as "rejected" with its name and the reason; nothing stops the rest, and
-    nothing already stored is undone. `title` is for a single file.
-
-    With `index_now`, files are indexed in this process in groups of `group_size`, their chunks embedded
-    together (see documents_index); otherwise they are queued for the workers.
-
-    Indexing in this process is a pipeline: while one group is embedded on a second thread (the model's
-    runtime, ONNX Runtime or torch, leaves the interpreter while it computes), this thread writes the group before it and reads and parses the group
-    after it, so the encoder is not kept waiting for parsing and database writes."""
-    group: list[tuple[str, DocumentAdded]] = []
-    in_flight: list[_InFlight] = []  # launched, not yet written: at most two
-    embedder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embed") if index_now else None
-
-    def claimed_ids() -> list[int]:
-        return [added.document.pk for batch in in_flight for _, added in batch.group]
-
-    def heartbeat() -> None:
-        # The embedding thread touches no database: this thread tells the recovery sweep the documents are alive.
-        Document.objects.filter(pk__in=claimed_ids(), status=Document.Status.PROCESSING).update(
-            heartbeat_at=timezone.now()
-        )
-
-    def launch() -> None:
-        assert embedder is not None
-        heartbeat()
-        # Claimed before parsing, so that a failure part-way is undone with the rest (see finally).
-        in_flight.append(_InFlight(list(group), Future()))
-        group.clear()
-        batch = in_flight[-1]
-        prepared = indexing.documents_prepare(document_ids=[added.document.pk for _, added in batch.group])
-        batch.embedding = embedder.submit(indexing.documents_embed, prepared, report=False)
-
-    def settle_oldest() -> Iterator[Imported]:
-        batch = in_flight[0]
-        while True:
-            try:
-                embedded = batch.embedding.result(timeout=30)
-                break
-            except TimeoutError:
-                heartbeat()
-        indexing.documents_write(embedded)
-        in_flight.pop(0)
-        documents = Document.objects.in_bulk([added.document.pk for _, added in batch.group])
-        for name, added in batch.group:
-            yield Imported(name, added.outcome, added.message, documents.get(added.document.pk))
-
+    name: str,
+    read: Callable[[], bytes],
+    enqueue: bool,
+    created_by: AbstractBaseUser | AnonymousUser | None,
+    title: str,
+) -> Imported:
+    """One file of `documents_import`, stored, or refused with the reason."""
+    # Only the reading is the file's fault: a storage that cannot write is the server's failure, and propagates.
     try:
-        for name, read in files:
-            try:
-                added = document_add(
-                    collection=collection,
-                    name=name,
-                    content=read(),
-                    enqueue=not index_now,
-                    created_by=created_by,
-                    title=title,
-                )
-            except DomainError as exc:
-                yield Imported(name, "rejected", exc.message, None, exc)
-                continue
-            except OSError as exc:
-                yield Imported(name, "rejected", f"{name} could not be read ({exc.strerror or exc}).", None)
-                continue
-            document = added.document
-            if not index_now or (added.outcome == "unchanged" and document.status == Document.Status.READY):
-                yield Imported(name, added.outcome, added.message, document)
-                continue
-            if document.status == Document.Status.FAILED:
-                document_reingest(document=document, enqueue=False)
-            group.append((name, added))
-            if len(group) >= group_size:
-                launch()  # parse this group while the one before is still being embedded
-                if len(in_flight) > 1:
-                    yield from settle_oldest()  # write that one while this one is embedded
-        if group:
-            launch()
-        while in_flight:
-            yield from settle_oldest()
-    finally:
-        if embedder is not None:
-            embedder.shutdown(wait=True, cancel_futures=True)
-        if in_flight:
-            # Stopped early (an error, or the caller stopped reading): the groups not yet written go back to
-            # PENDING, so that importing again (or the recovery sweep) takes them up at once; this run's claim
-            # does not count as an interrupted attempt.
-            try:
-                Document.objects.filter(
-                    pk__in=claimed_ids(), status=Document.Status.PROCESSING, task_id=""
-                ).update(
-                    status=Document.Status.PENDING,
-                    progress=0.0,
-                    heartbeat_at=None,
-                    attempts=Greatest(F("attempts") - 1, 0),
-                )
-            except DatabaseError:
-                logger.warning("could not put documents %s back to PENDING", claimed_ids(), exc_info=True)
+        content = read()
+    except OSError as exc:
+        unreadable = DocumentUnreadable(f"{name} could not be read ({exc.strerror or exc}).", file=name)
+        return Imported(name, "rejected", unreadable.message, None, unreadable)
+    try:
+        added = document_add(
+            collection=collection,
+            name=name,
+            content=content,
+            enqueue=enqueue,
+            created_by=created_by,
+            title=title,
+        )
+    except DomainError as exc:
+        return Imported(name, "rejected", exc.message, None, exc)
+    return Imported(name, added.outcome, added.message, added.document)
+
+
+def _indexes_now(item: Imported) -> bool:
+    """Whether the file `item` stands for is to be indexed in this process: not a refused file, nor one indexed
+    already from the same bytes."""
+    document = item.document
+    return document is not None and not (
+        item.outcome == "unchanged" and document.status == Document.Status.READY
+    )
+
+
+def _for_indexing(stored: Iterator[Imported]) -> Iterator[tuple[Imported, int | None]]:
+    """Each stored file with the id of its document to index in this process, or None; a document that failed
+    before is reset to be tried again."""
+    for item in stored:
+        if item.document is None or not _indexes_now(item):
+            yield item, None
+            continue
+        if item.document.status == Document.Status.FAILED:
+            document_reingest(document=item.document, enqueue=False)
+        yield item, item.document.pk
 
 
 def file_reader(stream: IO[bytes]) -> Callable[[], bytes]:
@@ -408,7 +409,7 @@ def document_reingest(*, document: Document, enqueue: bool = True) -> Document:
         document.indexed_hash = ""
         document.save()
         if enqueue:
-            _enqueue_ingest(document.pk)
+            document_enqueue(document_id=document.pk)
     return document
 
 

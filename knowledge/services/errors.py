@@ -13,3 +13,7 @@ class DocumentTooLarge(PayloadTooLarge):
 
 class EmptyDocument(InvalidInput):
     """The file is empty."""
+
+
+class DocumentUnreadable(InvalidInput):
+    """The file could not be read (an upload cut short, a file that vanished or may not be read)."""

@@ -1,4 +1,8 @@
-"""Indexing: parse, chunk, embed, and replace a document's chunks in one transaction; recovery of stalled work."""
+"""Indexing: parse, chunk, embed, and replace a document's chunks in one transaction; recovery of stalled work.
+
+A run goes through three private stages (`_prepare`: claim, parse, chunk; `_embed_prepared`; `_write_embedded`),
+by a worker's task (`document_ingest`), for several documents at once (`documents_index`), or overlapped in this
+process for an import (`documents_index_pipelined`)."""
 
 from __future__ import annotations
 
@@ -7,17 +11,20 @@ import hashlib
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Generic, TypeVar
 
 import numpy as np
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.contrib.postgres.search import SearchVector
-from django.db import transaction
-from django.db.models import Q, Value
+from django.db import DatabaseError, transaction
+from django.db.models import F, Q, Value
 from django.db.models.expressions import Combinable
+from django.db.models.functions import Greatest
 from django.utils import timezone
 from numpy.typing import NDArray
 
@@ -44,8 +51,9 @@ INDEX_VERSION = 2
 REFRESH_BATCH = 10
 
 
-def _enqueue_ingest(document_id: int, *, again: bool = False) -> None:
-    # Only after the row is committed, or the worker could look for a document that is not there yet.
+def document_enqueue(*, document_id: int, again: bool = False) -> None:
+    """Send the document's indexing task (`document_send`) once the current transaction commits, at once outside
+    one: a worker must not look for a row that is not committed yet."""
     transaction.on_commit(lambda: document_send(document_id=document_id, again=again))
 
 
@@ -92,6 +100,95 @@ def document_ingest(*, document_id: int, task_id: str = "") -> Document:
     return Document.objects.get(pk=document_id)
 
 
+def documents_index(*, document_ids: Sequence[int], task_id: str = "") -> None:
+    """Index several documents as `document_ingest` does one, embedding their chunks together so that many small
+    documents still make full batches for the model. Each document ends READY or FAILED on its own.
+    Raises DocumentNotFound for the first id that does not exist."""
+    _write_embedded(_embed_prepared(_prepare(document_ids, task_id), report=True))
+
+
+_Item = TypeVar("_Item")
+
+
+def documents_index_pipelined(
+    items: Iterable[tuple[_Item, int | None]], *, group_size: int
+) -> Iterator[tuple[_Item, Document | None]]:
+    """Index in this process the documents of `items` (each an item and its document's id) as they come, in groups
+    of `group_size` embedded together, and yield each item with its document once that is READY or FAILED; an
+    item without an id passes straight through, with None. Raises DocumentNotFound, and the database's errors.
+
+    A pipeline: while one group is embedded on a second thread (the model's runtime, ONNX Runtime or torch, leaves
+    the interpreter while it computes), this thread writes the group before it and takes (from `items`, which may
+    store files as they are asked for) and parses the group after it, so the encoder is not kept waiting for
+    parsing and database writes. Stopped early (an error, or the caller stops reading), the groups not yet
+    written go back to PENDING, so that the next import (or the recovery sweep) takes them up at once; this
+    run's claim does not count as an interrupted attempt."""
+    group: list[tuple[_Item, int]] = []
+    in_flight: list[_InFlight[_Item]] = []  # launched, not yet written: at most two
+    embedder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embed")
+
+    def claimed_ids() -> list[int]:
+        return [document_id for batch in in_flight for _, document_id in batch.group]
+
+    def heartbeat() -> None:
+        # The embedding thread touches no database: this thread tells the recovery sweep the documents are alive.
+        Document.objects.filter(pk__in=claimed_ids(), status=Document.Status.PROCESSING).update(
+            heartbeat_at=timezone.now()
+        )
+
+    def launch() -> None:
+        heartbeat()
+        # Counted in flight before it is claimed, so that a failure part-way is undone with the rest (finally).
+        batch = _InFlight(list(group))
+        in_flight.append(batch)
+        group.clear()
+        prepared = _prepare([document_id for _, document_id in batch.group], "")
+        batch.embedding = embedder.submit(_embed_prepared, prepared, report=False)
+
+    def settle_oldest() -> Iterator[tuple[_Item, Document | None]]:
+        batch = in_flight[0]
+        while True:
+            try:
+                embedded = batch.embedding.result(timeout=30)
+                break
+            except TimeoutError:
+                heartbeat()
+        _write_embedded(embedded)
+        in_flight.pop(0)
+        documents = Document.objects.in_bulk([document_id for _, document_id in batch.group])
+        for item, document_id in batch.group:
+            yield item, documents.get(document_id)
+
+    try:
+        for item, document_id in items:
+            if document_id is None:
+                yield item, None
+                continue
+            group.append((item, document_id))
+            if len(group) >= group_size:
+                launch()  # parse this group while the one before is still being embedded
+                if len(in_flight) > 1:
+                    yield from settle_oldest()  # write that one while this one is embedded
+        if group:
+            launch()
+        while in_flight:
+            yield from settle_oldest()
+    finally:
+        embedder.shutdown(wait=True, cancel_futures=True)
+        if in_flight:
+            try:
+                Document.objects.filter(
+                    pk__in=claimed_ids(), status=Document.Status.PROCESSING, task_id=""
+                ).update(
+                    status=Document.Status.PENDING,
+                    progress=0.0,
+                    heartbeat_at=None,
+                    attempts=Greatest(F("attempts") - 1, 0),
+                )
+            except DatabaseError:
+                logger.warning("could not put documents %s back to PENDING", claimed_ids(), exc_info=True)
+
+
 @dataclass
 class _Prepared:
     claim: _Claim
@@ -99,18 +196,26 @@ class _Prepared:
     drafts: list[chunking.ChunkDraft]
 
 
-def documents_index(*, document_ids: Sequence[int], task_id: str = "") -> None:
-    """Index several documents as `document_ingest` does one, embedding their chunks together so that many small
-    documents still make full batches for the model. Each document ends READY or FAILED on its own.
-    Raises DocumentNotFound for the first id that does not exist."""
-    documents_write(
-        documents_embed(documents_prepare(document_ids=document_ids, task_id=task_id), report=True)
-    )
+@dataclass
+class _Embedded:
+    items: list[_Prepared]
+    # One float32 row per chunk: a Python list of floats would take eight times the memory (hundreds of MB for a
+    # document of tens of thousands of chunks).
+    vectors: NDArray[np.float32]
+    error: Exception | None = None
 
 
-def documents_prepare(*, document_ids: Sequence[int], task_id: str = "") -> list[_Prepared]:
-    """Claim, parse and chunk the documents (the first stage of `documents_index`); a document that cannot be
-    parsed ends FAILED here and is left out. Raises DocumentNotFound."""
+@dataclass
+class _InFlight(Generic[_Item]):
+    """A group of a pipelined import: claimed and parsed, being embedded on the second thread."""
+
+    group: list[tuple[_Item, int]]
+    embedding: Future[list[_Embedded]] = field(default_factory=Future)
+
+
+def _prepare(document_ids: Sequence[int], task_id: str) -> list[_Prepared]:
+    """Claim, parse and chunk the documents (the first stage); a document that cannot be parsed ends FAILED here
+    and is left out. Raises DocumentNotFound."""
     prepared: list[_Prepared] = []
     for document_id in document_ids:
         claim = _claim(document_id, task_id)
@@ -125,19 +230,10 @@ def documents_prepare(*, document_ids: Sequence[int], task_id: str = "") -> list
     return prepared
 
 
-@dataclass
-class _Embedded:
-    items: list[_Prepared]
-    # One float32 row per chunk: a Python list of floats would take eight times the memory (hundreds of MB for a
-    # document of tens of thousands of chunks).
-    vectors: NDArray[np.float32]
-    error: Exception | None = None
-
-
-def documents_embed(prepared: list[_Prepared], *, report: bool) -> list[_Embedded]:
+def _embed_prepared(prepared: list[_Prepared], *, report: bool) -> list[_Embedded]:
     """Embed the prepared documents' chunks, all of one model together (the second stage). With `report` off it
     touches no database, so that it can run in another thread while this one parses and writes. An error is
-    kept with its documents for `documents_write` to settle."""
+    kept with its documents for `_write_embedded` to settle."""
     by_model: dict[str, list[_Prepared]] = defaultdict(list)
     for item in prepared:
         by_model[item.claim.collection.embedding_model].append(item)
@@ -148,14 +244,14 @@ def documents_embed(prepared: list[_Prepared], *, report: bool) -> list[_Embedde
             vectors = _embed(
                 documents, [d for item in items for d in item.drafts], model_name, progress=(0.15, 0.95)
             )
-        except Exception as exc:  # noqa: BLE001 - settled by documents_write with the documents it concerns
+        except Exception as exc:  # noqa: BLE001 - settled by _write_embedded with the documents it concerns
             embedded.append(_Embedded(items, np.zeros((0, 0), dtype=np.float32), exc))
         else:
             embedded.append(_Embedded(items, vectors))
     return embedded
 
 
-def documents_write(embedded: list[_Embedded]) -> None:
+def _write_embedded(embedded: list[_Embedded]) -> None:
     """Replace each embedded document's chunks (the last stage), or end it FAILED with its error."""
     for group in embedded:
         if group.error is not None:
@@ -419,7 +515,7 @@ def documents_recover_stalled() -> list[int]:
         running=Document.Status.PROCESSING,
         stale_seconds=settings.KNOWLEDGE_INGEST_STALE_SECONDS,
         now=now,
-        recover=lambda document: _enqueue_ingest(document.pk, again=True),
+        recover=lambda document: document_enqueue(document_id=document.pk, again=True),
     )
     forgotten = now - timedelta(seconds=settings.KNOWLEDGE_INGEST_REQUEUE_SECONDS)
     waiting = list(
@@ -431,7 +527,7 @@ def documents_recover_stalled() -> list[int]:
         # Touch them so that the next sweep does not queue them again before a worker gets to them.
         Document.objects.filter(pk__in=waiting, status=Document.Status.PENDING).update(updated_at=now)
     for document_id in waiting:
-        _enqueue_ingest(document_id, again=True)
+        document_enqueue(document_id=document_id, again=True)
     return stalled + waiting
 
 
@@ -460,7 +556,7 @@ def documents_refresh_outdated(*, limit: int = REFRESH_BATCH) -> list[int]:
             updated_at=timezone.now(),
         )
         for document_id in outdated:
-            _enqueue_ingest(document_id)
+            document_enqueue(document_id=document_id)
     if outdated:
         logger.info("indexing %s documents again with index version %s", len(outdated), INDEX_VERSION)
     return outdated

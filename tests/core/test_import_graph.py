@@ -219,3 +219,95 @@ def test_chat_reaches_knowledge_through_its_public_names_only(tmp_path):
             "chat/pipeline.py:7: imports the private knowledge._batch; knowledge is used through its public names",
         ]
     )
+
+
+PROJECT = (*APPS, "config")
+
+
+def _is_private(name: str) -> bool:
+    return name.startswith("_") and not (name.startswith("__") and name.endswith("__"))
+
+
+def _is_module(name: str, root: Path) -> bool:
+    folder = root.joinpath(*name.split("."))
+    return (folder / "__init__.py").is_file() or folder.with_suffix(".py").is_file()
+
+
+def _module_aliases(path: Path, root: Path) -> dict[str, str]:
+    """The names under which `path` holds a project module (`from knowledge.services import indexing`,
+    `import knowledge.services.indexing as indexing`), each with the module's dotted name."""
+    name = _module_name(path, root)
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    aliases = {}
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), filename=str(path))):
+        if isinstance(node, ast.Import):
+            aliases.update({a.asname: a.name for a in node.names if a.asname and _is_module(a.name, root)})
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")[: len(package.split(".")) - (node.level - 1)]
+                base = ".".join([*anchor, base] if base else anchor)
+            for alias in node.names:
+                if _is_module(f"{base}.{alias.name}", root):
+                    aliases[alias.asname or alias.name] = f"{base}.{alias.name}"
+    return aliases
+
+
+def private_names_shared(root: Path) -> list[str]:
+    """Every private (underscore) name that a module of core, the apps or config takes from another project
+    module: imported by name, or read as an attribute of a project module it imported."""
+    found = []
+    for top in PROJECT:
+        for path in sorted((root / top).rglob("*.py")):
+            where = path.relative_to(root)
+            for line, imported in _imports(path, root):
+                if any(_within(imported, project) for project in PROJECT) and any(
+                    _is_private(part) for part in imported.split(".")
+                ):
+                    found.append(f"{where}:{line}: imports the private {imported}")
+            aliases = _module_aliases(path, root)
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), filename=str(path))):
+                if (
+                    isinstance(node, ast.Attribute)
+                    and isinstance(node.value, ast.Name)
+                    and node.value.id in aliases
+                    and _is_private(node.attr)
+                ):
+                    found.append(
+                        f"{where}:{node.lineno}: uses the private {aliases[node.value.id]}.{node.attr}"
+                    )
+    return sorted(found)
+
+
+def test_no_module_takes_a_private_name_of_another():
+    assert private_names_shared(ROOT) == []
+
+
+def test_the_private_name_check_sees_imports_and_attributes(tmp_path):
+    root = _tree(
+        tmp_path,
+        {
+            "knowledge/__init__.py": "",
+            "knowledge/services/__init__.py": "",
+            "knowledge/services/indexing.py": "def _enqueue():\n    pass\n__all__ = []\n",
+            "knowledge/services/documents.py": (
+                "from knowledge.services.indexing import _enqueue\n"
+                "from knowledge.services import indexing\n"
+                "from django.utils.translation import gettext_lazy as _\n"
+                "def add(model):\n"
+                "    indexing._enqueue()\n"
+                "    return model._meta, indexing.__all__, _('text')\n"
+            ),
+            "config/__init__.py": "",
+            "config/urls.py": "from . import _private\nimport knowledge.services.indexing as ix\nix._enqueue()\n",
+        },
+    )
+
+    found = private_names_shared(root)
+
+    assert found == [
+        "config/urls.py:1: imports the private config._private",
+        "config/urls.py:3: uses the private knowledge.services.indexing._enqueue",
+        "knowledge/services/documents.py:1: imports the private knowledge.services.indexing._enqueue",
+        "knowledge/services/documents.py:5: uses the private knowledge.services.indexing._enqueue",
+    ]

@@ -59,6 +59,35 @@ def test_an_empty_file_in_an_admin_upload_is_named_and_the_other_files_are_added
     assert "2 added, 0 updated, 0 unchanged, 1 not added" in page
 
 
+def test_an_admin_upload_with_a_file_over_the_limit_names_it_and_adds_the_rest(
+    staff_client, collection, settings, django_capture_on_commit_callbacks
+):
+    settings.KNOWLEDGE_MAX_UPLOAD_BYTES = 1000
+    with django_capture_on_commit_callbacks(execute=True):
+        services.document_add(collection=collection, name="kept.md", content=b"# Kept\n\nbody")
+    files = [
+        SimpleUploadedFile("kept.md", b"# Kept\n\nbody"),
+        SimpleUploadedFile("large.txt", b"x" * 1001),
+        SimpleUploadedFile("new.md", b"# New\n\nbody"),
+    ]
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = staff_client.post(
+            reverse("admin:knowledge_collection_upload", args=[collection.pk]),
+            {"documents": files},
+            follow=True,
+        )
+
+    page = response.content.decode()
+    assert response.redirect_chain[-1][0].endswith(f"?collection__id__exact={collection.pk}")
+    assert "Not added: large.txt is larger than the limit of 1,000 bytes." in page
+    assert "1 added, 0 updated, 1 unchanged, 1 not added (named above)" in page
+    assert dict(Document.objects.values_list("source_name", "status")) == {
+        "kept.md": Document.Status.READY,
+        "new.md": Document.Status.READY,
+    }
+
+
 def test_document_list_shows_status_progress_and_errors(
     staff_client, collection, django_capture_on_commit_callbacks
 ):

@@ -118,6 +118,69 @@ def test_an_empty_file_among_others_is_named_and_the_rest_are_stored(api, staff_
     assert "blank.md is empty" in response.json()[1]["message"]
 
 
+def test_a_refused_file_between_others_is_named_and_only_the_others_are_stored_and_indexed(
+    api, staff_token, public, settings, django_capture_on_commit_callbacks
+):
+    settings.KNOWLEDGE_MAX_UPLOAD_BYTES = 1000
+    files = [
+        SimpleUploadedFile("first.md", b"# First\n\nThe first page."),
+        SimpleUploadedFile("large.txt", b"x" * 1001),
+        SimpleUploadedFile("last.md", b"# Last\n\nThe last page."),
+    ]
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = upload(api, staff_token, "public", *files)
+
+    body = response.json()
+    assert response.status_code == 201
+    assert [(item["name"], item["outcome"]) for item in body] == [
+        ("first.md", "created"),
+        ("large.txt", "rejected"),
+        ("last.md", "created"),
+    ]
+    assert body[1]["message"] == "large.txt is larger than the limit of 1,000 bytes."
+    assert body[1]["document"] is None
+    stored = dict(Document.objects.values_list("source_name", "status"))
+    assert stored == {"first.md": Document.Status.READY, "last.md": Document.Status.READY}
+    assert {body[0]["document"]["id"], body[2]["document"]["id"]} == set(
+        Document.objects.values_list("pk", flat=True)
+    )
+
+
+def test_a_file_already_there_and_a_refused_one_answer_200_and_store_nothing_new(api, staff_token, public):
+    upload(api, staff_token, "public", SimpleUploadedFile("kept.md", b"# Kept\n\nAlready here."))
+
+    response = upload(
+        api,
+        staff_token,
+        "public",
+        SimpleUploadedFile("kept.md", b"# Kept\n\nAlready here."),
+        SimpleUploadedFile("blank.md", b""),
+    )
+
+    assert response.status_code == 200
+    assert [(item["name"], item["outcome"]) for item in response.json()] == [
+        ("kept.md", "unchanged"),
+        ("blank.md", "rejected"),
+    ]
+    assert list(Document.objects.values_list("source_name", "version")) == [("kept.md", 1)]
+
+
+def test_a_title_with_many_files_is_refused_and_none_of_them_is_stored(api, staff_token, public):
+    response = upload(
+        api,
+        staff_token,
+        "public",
+        SimpleUploadedFile("a.md", b"# A\n\nText."),
+        SimpleUploadedFile("b.md", b"# B\n\nText."),
+        title="Both",
+    )
+
+    assert response.status_code == 422
+    assert response.json()["detail"] == "A title can only be given when one file is uploaded."
+    assert not Document.objects.exists()
+
+
 def test_upload_without_files_is_a_clear_400(api, staff_token, public):
     api.credentials(HTTP_AUTHORIZATION=f"Token {staff_token}")
 

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 from django.utils import timezone
 
+from core.errors import InvalidInput
 from knowledge import search, services
 from knowledge.embeddings import HASHING, MINILM, get_embedder
 from knowledge.models import Chunk, Document
@@ -155,6 +156,23 @@ def test_a_file_just_over_the_limit_is_told_in_bytes_where_megabytes_would_read_
         services.document_add(collection=collection, name="big.txt", content=b"x" * (50 * 1024 * 1024 + 10))
 
     assert "52,428,810 bytes; the limit is 52,428,800 bytes" in str(refused.value)
+
+
+def test_a_file_read_only_up_to_the_limit_is_told_as_over_it_not_as_a_size_it_does_not_have(
+    collection, settings
+):
+    import io
+
+    settings.KNOWLEDGE_MAX_UPLOAD_BYTES = 1000
+
+    with pytest.raises(services.DocumentTooLarge) as streamed:
+        services.document_add(collection=collection, name="big.txt", content=io.BytesIO(b"x" * 5000))
+    with pytest.raises(services.DocumentTooLarge) as whole:
+        services.document_add(collection=collection, name="big.txt", content=b"x" * 5000)
+
+    assert str(streamed.value) == "big.txt is larger than the limit of 1,000 bytes."
+    assert str(whole.value) == "big.txt is 5,000 bytes; the limit is 1,000 bytes."
+    assert not Document.objects.exists()
 
 
 def test_a_document_held_by_a_live_worker_is_left_alone(collection):
@@ -380,6 +398,101 @@ def test_an_import_that_loses_the_database_while_parsing_leaves_nothing_processi
     assert not Document.objects.filter(status=Document.Status.PROCESSING).exists()
     # Both groups in flight (the first still being embedded when the second failed) wait for the next import.
     assert Document.objects.filter(status=Document.Status.PENDING).count() == 6
+
+
+def test_a_refused_file_in_an_import_is_not_stored_and_the_files_around_it_are(collection, settings):
+    settings.KNOWLEDGE_MAX_UPLOAD_BYTES = 1000
+    files = [
+        ("first.md", lambda: page(1)),
+        ("large.txt", lambda: b"x" * 1001),
+        ("last.md", lambda: page(2)),
+    ]
+
+    settled = list(services.documents_import(collection=collection, files=files, index_now=True))
+
+    # Refused at once, it settles before the files indexed around it.
+    assert [(item.name, item.outcome) for item in settled] == [
+        ("large.txt", "rejected"),
+        ("first.md", "created"),
+        ("last.md", "created"),
+    ]
+    assert isinstance(settled[0].error, services.DocumentTooLarge) and settled[0].document is None
+    assert settled[0].message == "large.txt is larger than the limit of 1,000 bytes."
+    assert dict(Document.objects.values_list("source_name", "status")) == {
+        "first.md": Document.Status.READY,
+        "last.md": Document.Status.READY,
+    }
+
+
+def test_a_document_deleted_while_an_import_indexes_it_comes_back_without_a_document(collection, monkeypatch):
+    from knowledge.services import indexing
+
+    write = indexing._write_embedded
+
+    def delete_then_write(embedded):
+        Document.objects.filter(source_name="gone.md").delete()  # embedded, not yet written
+        write(embedded)
+
+    monkeypatch.setattr(indexing, "_write_embedded", delete_then_write)
+    files = [("gone.md", lambda: page(1))]
+
+    [item] = services.documents_import(collection=collection, files=files, index_now=True)
+
+    assert (item.name, item.outcome, item.document) == ("gone.md", "created", None)
+    assert not Document.objects.exists()
+
+
+def test_a_file_that_cannot_be_read_is_refused_by_name_and_the_others_are_queued(
+    collection, django_capture_on_commit_callbacks
+):
+    def vanished() -> bytes:
+        raise FileNotFoundError(2, "No such file or directory")
+
+    files = [("gone.md", vanished), ("here.md", lambda: page(1))]
+
+    with django_capture_on_commit_callbacks(execute=True):  # the queued task runs (eagerly) once committed
+        settled = list(services.documents_import(collection=collection, files=files, index_now=False))
+
+    assert [(item.name, item.outcome) for item in settled] == [
+        ("gone.md", "rejected"),
+        ("here.md", "created"),
+    ]
+    assert isinstance(settled[0].error, services.DocumentUnreadable)
+    assert settled[0].message == "gone.md could not be read (No such file or directory)."
+    assert settled[1].document.status == Document.Status.PENDING  # queued, not indexed in this process
+    assert list(Document.objects.values_list("source_name", "status")) == [("here.md", Document.Status.READY)]
+
+
+def test_a_title_for_many_files_is_refused_before_any_is_stored(collection):
+    files = [("a.md", lambda: page(1)), ("b.md", lambda: page(2))]
+
+    with pytest.raises(InvalidInput, match="only be given when one file"):
+        services.documents_import(collection=collection, files=files, index_now=False, title="Both")
+
+    assert not Document.objects.exists()
+
+
+def test_importing_one_file_raises_its_refusal_and_stores_nothing(collection):
+    with pytest.raises(services.EmptyDocument, match=r"empty\.md is empty"):
+        services.document_import(collection=collection, name="empty.md", content=b"", index_now=True)
+
+    assert not Document.objects.exists()
+
+
+def test_importing_one_file_now_indexes_it_and_a_failed_one_is_tried_again(collection, settings):
+    first = services.document_import(
+        collection=collection, name="m.md", content=MANUAL.encode(), index_now=True
+    )
+    Document.objects.filter(pk=first.document.pk).update(status=Document.Status.FAILED, error="worker died")
+
+    again = services.document_import(
+        collection=collection, name="m.md", content=MANUAL.encode(), index_now=True
+    )
+
+    assert first.outcome == "created" and first.document.status == Document.Status.READY
+    assert again.outcome == "unchanged" and again.document.pk == first.document.pk
+    assert again.document.status == Document.Status.READY and again.document.error == ""
+    assert again.document.chunk_count == Chunk.objects.filter(document=first.document).count() > 0
 
 
 @pytest.mark.django_db(transaction=True)

@@ -86,16 +86,26 @@ def test_a_document_deleted_while_an_answer_cites_it_leaves_the_citation_without
     ).exists()  # the deleted one, kept without its link
 
 
-def test_a_document_deleted_while_it_is_indexed_ends_quietly(manual, django_capture_on_commit_callbacks):
+def test_a_document_deleted_while_it_is_indexed_ends_quietly(
+    manual, monkeypatch, django_capture_on_commit_callbacks
+):
+    from knowledge.services import indexing
+
     collection = manual
     added = knowledge_services.document_add(
         collection=collection, name="late.md", content=b"# Late\n\nDeleted during indexing.", enqueue=False
     )
-    prepared = knowledge_services.indexing.documents_prepare(document_ids=[added.document.pk])
-    embedded = knowledge_services.indexing.documents_embed(prepared, report=False)
-    knowledge_services.document_delete(document=added.document)
+    embed = indexing._embed
 
-    knowledge_services.indexing.documents_write(embedded)
+    def embed_then_delete(*args, **kwargs):
+        vectors = embed(*args, **kwargs)
+        # Parsed and embedded, not yet written.
+        knowledge_services.document_delete(document=added.document)
+        return vectors
+
+    monkeypatch.setattr(indexing, "_embed", embed_then_delete)
+
+    knowledge_services.documents_index(document_ids=[added.document.pk])
 
     assert not Document.objects.filter(pk=added.document.pk).exists()
 

@@ -57,7 +57,7 @@ class Command(BaseCommand):
         ids: list[int] = []
         imported = services.documents_import(
             collection=collection,
-            files=((name, _reader(path)) for path, name in files),
+            files=[(name, _reader(path)) for path, name in files],
             index_now=not background,
         )
         with tqdm(

@@ -1,7 +1,7 @@
 from pathlib import Path
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from knowledge import services
 from knowledge.models import Collection
@@ -32,13 +32,21 @@ class Command(BaseCommand):
         if not collection.example_questions:
             collection.example_questions = "\n".join(DEMO_QUESTIONS)
             collection.save(update_fields=["example_questions", "updated_at"])
-        counts = {"created": 0, "updated": 0, "unchanged": 0}
-        for path in sorted(DEMO_FOLDER.glob("*.html")):
-            added = services.document_import(
-                collection=collection, name=path.name, content=path.read_bytes(), index_now=options["now"]
-            )
-            counts[added.outcome] += 1
+        counts = {"created": 0, "updated": 0, "unchanged": 0, "rejected": 0}
+        refused: list[str] = []
+        for item in services.documents_import(
+            collection=collection,
+            files=[(path.name, path.read_bytes) for path in sorted(DEMO_FOLDER.glob("*.html"))],
+            index_now=options["now"],
+        ):
+            counts[item.outcome] += 1
+            if item.outcome == "rejected":
+                refused.append(item.message)
         self.stdout.write(
             f"Demo collection {collection.slug}: {counts['created']} added, {counts['updated']} updated, "
-            f"{counts['unchanged']} unchanged."
+            f"{counts['unchanged']} unchanged"
+            + (f", {counts['rejected']} not added" if refused else "")
+            + "."
         )
+        if refused:
+            raise CommandError("Not added: " + " ".join(refused))
