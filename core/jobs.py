@@ -12,10 +12,11 @@ from __future__ import annotations
 import enum
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any, Protocol, TypeVar
 
+from celery import Task
 from django.db import InterfaceError, OperationalError, connections, transaction
 from django.db.models import Model, Q, QuerySet
 from django.utils import timezone
@@ -40,17 +41,20 @@ def retrying_task(
     max_retries: int,
     soft_time_limit: float,
     time_limit: float,
-    retry_queue: str | None = None,
+    retry_queues: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """The options of a task that runs a job: `@shared_task(**retrying_task(...))`.
 
     The message is acknowledged only once the task has run, and given back when its worker dies, so that another
     worker runs it (the claim tells a redelivery from a duplicate); TRANSIENT_ERRORS are retried with exponential
     backoff from `backoff` seconds up to `backoff_max`, with jitter, at most `max_retries` times; a run is told to
-    stop after `soft_time_limit` seconds and killed after `time_limit`. A retry goes to `retry_queue` when one is
-    named (so that it does not wait behind everything queued since), else where the task came from. The task is
-    bound (`self.request.id` is the owner the claim records)."""
-    options: dict[str, Any] = {"retry_kwargs": {"queue": retry_queue}} if retry_queue else {}
+    stop after `soft_time_limit` seconds and killed after `time_limit`. A retry goes to `retry_queues[the queue
+    the task came from]` when that names one (so that it waits neither behind everything queued since nor for
+    another kind of worker), else where the task came from. The task is bound (`self.request.id` is the owner the
+    claim records)."""
+    options: dict[str, Any] = (
+        {"base": RetryRoutedTask, "retry_queues": dict(retry_queues)} if retry_queues else {}
+    )
     return options | {
         "bind": True,
         "acks_late": True,
@@ -63,6 +67,19 @@ def retrying_task(
         "soft_time_limit": soft_time_limit,
         "time_limit": time_limit,
     }
+
+
+class RetryRoutedTask(Task):
+    """A task whose retries go to the queue `retry_queues` names for the queue its message came from (the
+    message's routing key: the queue's name), unless the retry names a queue itself."""
+
+    retry_queues: dict[str, str] = {}  # set for each task by retrying_task
+
+    def retry(self, *args: Any, **options: Any) -> Any:
+        came_from = (self.request.delivery_info or {}).get("routing_key")
+        if options.get("queue") is None and came_from in self.retry_queues:
+            options["queue"] = self.retry_queues[came_from]
+        return super().retry(*args, **options)
 
 
 class Job(Protocol):

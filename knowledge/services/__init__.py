@@ -22,7 +22,7 @@ from knowledge.services.errors import (
     WebSourceNotFound,
 )
 from knowledge.services.indexing import (
-    RETRY_QUEUE,
+    RETRY_QUEUES,
     document_ingest,
     documents_index,
     documents_recover_stalled,
@@ -46,7 +46,7 @@ from knowledge.services.web_sources import (
 )
 
 __all__ = [
-    "RETRY_QUEUE",
+    "RETRY_QUEUES",
     "CollectionNotFound",
     "DocumentAdded",
     "DocumentNotFound",
