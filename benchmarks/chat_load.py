@@ -318,7 +318,7 @@ def _measure(  # type: ignore[no-untyped-def]
     return 1 if failed else 0
 
 
-def _upload_files(count: int) -> list[tuple[str, bytes]]:
+def upload_files(count: int) -> list[tuple[str, bytes]]:
     """`count` real pages of the PostgreSQL manual when Debian's postgresql-doc-15 is there, else made-up ones."""
     source = Path("/usr/share/doc/postgresql-doc-15/html")
     pages = sorted(source.glob("*.html")) if source.is_dir() else []
@@ -382,7 +382,7 @@ def _mixed(  # type: ignore[no-untyped-def]
     )  # fmt: skip
     refusals: list[str] = []
     try:
-        files = _upload_files(args.mixed)
+        files = upload_files(args.mixed)
 
         def upload_all() -> None:
             for name, data in files:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import enum
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any, Protocol, TypeVar
 
@@ -35,21 +35,35 @@ BROKER_ERRORS: tuple[type[Exception], ...] = (BrokerOperationalError, OSError)
 CLAIM_FIELDS = ("status", "error", "progress", "attempts", "task_id", "heartbeat_at")
 
 
-class TimeLimitsFromSettings(Task):
-    """A task whose time limits are settings, named by `soft_time_limit_setting` and `time_limit_setting`, read
-    when they are asked for (a worker asks as it starts consuming), not when the tasks' module is imported: the
-    module imports without configured settings, and the value in force is the deployment's (or a test's)."""
+class JobTask(Task):
+    """The base of every job's task (`retrying_task`).
 
+    Its retries go to the queue `retry_queues` names for the queue its message came from (the message's routing
+    key: the queue's name), unless the retry names a queue itself. Its time limits may be settings, named by
+    `soft_time_limit_setting` and `time_limit_setting` and read when they are asked for (a worker asks as it starts
+    consuming), not when the tasks' module is imported: the module imports without configured settings, and the
+    value in force is the deployment's (or a test's). Limits given as numbers are class attributes of the task,
+    which take the place of these properties."""
+
+    retry_queues: dict[str, str] = {}  # set for each task by retrying_task
     soft_time_limit_setting = ""
     time_limit_setting = ""
 
     @property
-    def soft_time_limit(self) -> float:
-        return float(getattr(settings, self.soft_time_limit_setting))
+    def soft_time_limit(self) -> float | None:
+        name = self.soft_time_limit_setting
+        return float(getattr(settings, name)) if name else None
 
     @property
-    def time_limit(self) -> float:
-        return float(getattr(settings, self.time_limit_setting))
+    def time_limit(self) -> float | None:
+        name = self.time_limit_setting
+        return float(getattr(settings, name)) if name else None
+
+    def retry(self, *args: Any, **options: Any) -> Any:
+        came_from = (self.request.delivery_info or {}).get("routing_key")
+        if options.get("queue") is None and came_from in self.retry_queues:
+            options["queue"] = self.retry_queues[came_from]
+        return super().retry(*args, **options)
 
 
 def retrying_task(
@@ -59,7 +73,7 @@ def retrying_task(
     max_retries: int,
     soft_time_limit: float | str,
     time_limit: float | str,
-    retry_queue: str | None = None,
+    retry_queues: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """The options of a task that runs a job: `@shared_task(**retrying_task(...))`.
 
@@ -67,16 +81,12 @@ def retrying_task(
     worker runs it (the claim tells a redelivery from a duplicate); TRANSIENT_ERRORS are retried with exponential
     backoff from `backoff` seconds up to `backoff_max`, with jitter, at most `max_retries` times; a run is told to
     stop after `soft_time_limit` seconds and killed after `time_limit`, each a number of seconds or the name of the
-    setting that holds it (`TimeLimitsFromSettings`). A retry goes to `retry_queue` when one is named (so that it
-    does not wait behind everything queued since), else where the task came from. The task is bound
-    (`self.request.id` is the owner the claim records)."""
-    options: dict[str, Any] = {"retry_kwargs": {"queue": retry_queue}} if retry_queue else {}
+    setting that holds it (read when asked for, `JobTask`). A retry goes to `retry_queues[the queue the task came
+    from]` when that names one (so that it waits neither behind everything queued since nor for another kind of
+    worker), else where the task came from. The task is bound (`self.request.id` is the owner the claim records)."""
+    options: dict[str, Any] = {"base": JobTask, "retry_queues": dict(retry_queues or {})}
     if isinstance(soft_time_limit, str) and isinstance(time_limit, str):
-        options |= {
-            "base": TimeLimitsFromSettings,
-            "soft_time_limit_setting": soft_time_limit,
-            "time_limit_setting": time_limit,
-        }
+        options |= {"soft_time_limit_setting": soft_time_limit, "time_limit_setting": time_limit}
     elif isinstance(soft_time_limit, str) or isinstance(time_limit, str):
         raise TypeError("Both time limits are numbers of seconds, or both are names of settings.")
     else:

@@ -14,7 +14,7 @@ from knowledge import services
         max_retries=8,
         soft_time_limit="KNOWLEDGE_INGEST_SOFT_TIME_LIMIT",
         time_limit="KNOWLEDGE_INGEST_TIME_LIMIT",
-        retry_queue=services.RETRY_QUEUE,  # ahead of the uploads queued since
+        retry_queues=services.RETRY_QUEUES,  # ahead of the uploads queued since, on the same side
     )
 )
 def ingest_document(self: Task, document_id: int) -> str:

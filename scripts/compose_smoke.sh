@@ -36,6 +36,7 @@ state=$(mktemp -d)
 web=${project}_web_1
 worker=${project}_worker_1
 trainer=${project}_worker-training_1
+large=${project}_worker-large_1
 beat=${project}_beat_1
 
 say() { printf 'compose_smoke: %s\n' "$*"; }
@@ -99,7 +100,7 @@ cleanup() {
   local rc=$?
   set +e
   if [ "$failures" -gt 0 ] || [ "$rc" -ne 0 ]; then
-    for name in "$web" "$worker" "$trainer" "$beat"; do
+    for name in "$web" "$worker" "$large" "$trainer" "$beat"; do
       kb_podman container exists "$name" && { echo "--- last lines of $name's log ---"; kb_podman logs --tail 30 "$name" 2>&1; }
     done
   fi
@@ -252,7 +253,7 @@ else
   fail "web reaches db and redis by name: $resolved"
 fi
 
-for name in "$web" "$worker" "$trainer" "$beat"; do
+for name in "$web" "$worker" "$large" "$trainer" "$beat"; do
   if healthy "$name" 120; then ok "$name: its compose healthcheck is healthy"; else fail "$name: healthy"; fi
 done
 

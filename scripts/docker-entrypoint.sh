@@ -90,8 +90,9 @@ case "$role" in
     ;;
   worker)
     export KNOWLEDGE_TORCH_THREADS="${KNOWLEDGE_TORCH_THREADS:-$(torch_threads_for "${WORKER_CONCURRENCY:-2}")}"
-    # WORKER_QUEUES: the queues this worker serves (comma-separated: celery, ingest, ingest-retry, training;
-    # default all). A worker of ingest serves ingest-retry too: tasks sent again wait there.
+    # WORKER_QUEUES: the queues this worker serves (comma-separated: celery, ingest, ingest-retry, ingest-large,
+    # ingest-large-retry, training; default all). A worker of ingest serves ingest-retry too, and one of
+    # ingest-large ingest-large-retry: tasks sent again wait there.
     exec celery -A config worker --loglevel "${WORKER_LOGLEVEL:-INFO}" \
       --concurrency "${WORKER_CONCURRENCY:-2}" --hostname "worker@%h" ${WORKER_QUEUES:+--queues "$WORKER_QUEUES"}
     ;;

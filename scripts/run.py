@@ -1,5 +1,5 @@
 """`make run`: migrate, make sure an admin exists, load the demo, then serve the site with workers beside it (one
-per queue: ingestion, training, the rest with beat).
+per kind of queue: ingestion, large documents, training, the rest with beat).
 
 Ctrl-C (or SIGTERM) stops the web server, then the workers (letting their current tasks finish or be re-queued),
 then the embedded database when this script's settings use it. Running it again is safe: every step is
@@ -67,6 +67,9 @@ def main() -> int:
                     env, data_dir, "ingest,ingest-retry", os.environ.get("KB_WORKER_CONCURRENCY", "2")
                 ),
             )
+        )
+        children.append(
+            ("large-document worker", _start_worker(env, data_dir, "ingest-large,ingest-large-retry", "1"))
         )
         children.append(("training worker", _start_worker(env, data_dir, "training", concurrency="1")))
         children.append(("web", _start_web(env)))

@@ -267,12 +267,17 @@ else:
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 # A queue for each kind of work, so that workers of their own concurrency serve each: a long training or a large
 # PDF never holds the slots small uploads wait for. "celery" (the default) carries the rest: re-embedding, the
-# recovery sweeps, statistics. "ingest-retry" carries the ingestion tasks sent again (retried after a database
-# error, or re-queued by the recovery sweep after a worker died), so that they do not wait behind every upload
-# queued since: a worker serving both takes from each in turn. A worker started without -Q consumes them all;
-# `make run`, compose and the deploy guide start one per kind (WORKER_QUEUES in the image).
+# recovery sweeps, statistics. Documents of KNOWLEDGE_LARGE_DOCUMENT_BYTES or more go to "ingest-large" instead
+# of "ingest" (knowledge.services.indexing.document_send). "ingest-retry" and "ingest-large-retry" carry the
+# ingestion tasks sent again (retried after a database error, or re-queued by the recovery sweep after a worker
+# died), so that they do not wait behind every upload queued since: a worker serving both takes from each in turn.
+# A worker started without -Q consumes them all; `make run`, compose and the deploy guide start one per kind
+# (WORKER_QUEUES in the image).
 CELERY_TASK_DEFAULT_QUEUE = "celery"
-CELERY_TASK_QUEUES = [Queue("celery"), Queue("ingest"), Queue("ingest-retry"), Queue("training")]
+CELERY_TASK_QUEUES = [
+    Queue(name)
+    for name in ("celery", "ingest", "ingest-retry", "ingest-large", "ingest-large-retry", "training")
+]
 CELERY_TASK_ROUTES = {
     "knowledge.tasks.ingest_document": {"queue": "ingest"},
     "mlmodels.tasks.train_model_version": {"queue": "training"},
@@ -340,6 +345,10 @@ KNOWLEDGE_MAX_REQUEST_BYTES = env.int("KNOWLEDGE_MAX_REQUEST_BYTES", default=500
 KNOWLEDGE_TEXT_SEARCH_CONFIG = env("KNOWLEDGE_TEXT_SEARCH_CONFIG", default="english")
 KNOWLEDGE_INGEST_SOFT_TIME_LIMIT = env.int("KNOWLEDGE_INGEST_SOFT_TIME_LIMIT", default=3600)
 KNOWLEDGE_INGEST_TIME_LIMIT = env.int("KNOWLEDGE_INGEST_TIME_LIMIT", default=3900)
+# A stored file of this many bytes or more is indexed on the "ingest-large" queue, by a worker of its own. 1 MB is
+# a text PDF of some 230 pages (R-exts.pdf: 236 pages, 1.05 MB); R-intro.pdf (113 pages, 632 KB, 456 chunks) took
+# 74 s to index on the busy 2-core development machine.
+KNOWLEDGE_LARGE_DOCUMENT_BYTES = env.int("KNOWLEDGE_LARGE_DOCUMENT_BYTES", default=1024 * 1024)
 # A document whose worker has not reported for this long is taken over (its worker died or was killed). A running
 # task reports six times as often from a thread of its own, whatever it is doing, so only a dead worker goes silent.
 KNOWLEDGE_INGEST_STALE_SECONDS = env.int("KNOWLEDGE_INGEST_STALE_SECONDS", default=60)

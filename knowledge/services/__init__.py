@@ -15,7 +15,7 @@ from knowledge.services.documents import (
 )
 from knowledge.services.errors import DocumentNotFound, DocumentTooLarge, DocumentUnreadable, EmptyDocument
 from knowledge.services.indexing import (
-    RETRY_QUEUE,
+    RETRY_QUEUES,
     document_ingest,
     documents_index,
     documents_recover_stalled,
@@ -42,7 +42,7 @@ from knowledge.services.web_sources import (
 )
 
 __all__ = [
-    "RETRY_QUEUE",
+    "RETRY_QUEUES",
     "CollectionNotFound",
     "DocumentAdded",
     "DocumentNotFound",

@@ -39,7 +39,21 @@ from knowledge.services.errors import DocumentNotFound
 logger = logging.getLogger(__name__)
 
 
+# Ingestion queues (settings CELERY_TASK_QUEUES): a document of KNOWLEDGE_LARGE_DOCUMENT_BYTES or more goes to the
+# large side, served by a worker of its own, so that one long PDF never holds the slots small uploads wait for. A
+# task sent again (re-queued by the recovery sweep, or retried after a database error) goes to its side's retry
+# queue, which the same workers serve beside the first, so that it does not wait behind the uploads queued since.
+INGEST_QUEUE = "ingest"
 RETRY_QUEUE = "ingest-retry"
+LARGE_QUEUE = "ingest-large"
+LARGE_RETRY_QUEUE = "ingest-large-retry"
+# Where a retry of a task that came from each queue goes (core.jobs.retrying_task): it stays on its side.
+RETRY_QUEUES = {
+    INGEST_QUEUE: RETRY_QUEUE,
+    RETRY_QUEUE: RETRY_QUEUE,
+    LARGE_QUEUE: LARGE_RETRY_QUEUE,
+    LARGE_RETRY_QUEUE: LARGE_RETRY_QUEUE,
+}
 # Chunks per INSERT when a document's chunks are written.
 _WRITE_BATCH = 500
 # What indexing makes of a file. Bump it whenever parsing, chunking or the text that is embedded changes what a
@@ -57,15 +71,23 @@ def document_enqueue(*, document_id: int, again: bool = False) -> None:
     transaction.on_commit(lambda: document_send(document_id=document_id, again=again))
 
 
+def ingest_queue(*, size_bytes: int, again: bool = False) -> str:
+    """The queue a document's indexing task is sent to: by the stored file's size, and to that side's retry queue
+    when it is sent `again`."""
+    side = LARGE_QUEUE if size_bytes >= settings.KNOWLEDGE_LARGE_DOCUMENT_BYTES else INGEST_QUEUE
+    return RETRY_QUEUES[side] if again else side
+
+
 def document_send(*, document_id: int, again: bool = False) -> bool:
     """Send the document's indexing task to the broker; False when the broker cannot be reached. The document is
     stored either way: one not sent is marked `unqueued`, and the recovery sweep sends it once the broker is back
-    (uploading it again does too). A task sent `again` (by the recovery sweep) goes to the retry queue, ahead of
-    the uploads queued since."""
+    (uploading it again does too). A document of KNOWLEDGE_LARGE_DOCUMENT_BYTES or more goes to the large
+    side; a task sent `again` (by the recovery sweep) to its side's retry queue, ahead of the uploads queued since."""
     from knowledge.tasks import ingest_document
 
+    size = Document.objects.filter(pk=document_id).values_list("size_bytes", flat=True).first() or 0
     try:
-        ingest_document.apply_async((document_id,), queue=RETRY_QUEUE if again else None)
+        ingest_document.apply_async((document_id,), queue=ingest_queue(size_bytes=size, again=again))
     except BROKER_ERRORS as exc:
         logger.warning("document %s is stored but its task could not be sent: %s", document_id, exc)
         Document.objects.filter(pk=document_id).update(unqueued=True)
