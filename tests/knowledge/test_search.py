@@ -239,6 +239,42 @@ def test_chunk_statistics_are_refreshed_after_large_changes_only():
     assert knowledge_services.chunk_statistics_refresh() is False
 
 
+@pytest.mark.django_db(transaction=True)
+def test_the_chunk_table_is_vacuumed_when_many_of_its_rows_are_dead():
+    """Dead chunks stay in the HNSW graph, where they crowd the dense candidates, until the table is vacuumed."""
+    from django.db import connection
+
+    from knowledge import services as knowledge_services
+
+    def table_stats():
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_stat_force_next_flush()")
+            cursor.execute(
+                "SELECT n_dead_tup, vacuum_count FROM pg_stat_user_tables WHERE relname = 'knowledge_chunk'"
+            )
+            return cursor.fetchone()
+
+    collection = CollectionFactory(embedding_model="hashing-384")
+    added = knowledge_services.document_import(
+        collection=collection,
+        name="many.md",
+        content=(
+            "# Many\n\n" + "\n\n".join(f"Paragraph {n} about vacuum." * 30 for n in range(120))
+        ).encode(),
+        index_now=True,
+    )
+    knowledge_services.chunk_statistics_refresh(force=True)
+    _, vacuums_before = table_stats()
+    knowledge_services.document_delete(document=added.document)
+    dead, _ = table_stats()
+    assert dead > 50
+
+    assert knowledge_services.chunk_statistics_refresh() is True
+    dead, vacuums_after = table_stats()
+    assert vacuums_after == vacuums_before + 1
+    assert dead == 0
+
+
 def stats(rows: float, **share: float) -> search.LexemeStatistics:
     return search.LexemeStatistics(rows=rows, share=share, floor=min(share.values()))
 
