@@ -42,6 +42,17 @@ _FOLLOW_UP = re.compile(
 )
 
 
+# Chunks retrieved per question and given to a language model (the extractive answerer reads deeper, see
+# extractive.READ_CHUNKS). Measured, with the thresholds below, by `manage.py evaluate_answers` (benchmarks/README.md,
+# "Answer quality"), not deployment choices.
+RETRIEVAL_LIMIT = 8
+# Below this cosine similarity of the best chunk the knowledge base is taken not to hold the answer (no LLM call):
+# with it and extractive.MIN_ANSWER, 0.96 of the 70 out-of-domain questions abstained and none of the 75 PostgreSQL
+# questions was refused.
+MIN_SIMILARITY = 0.3
+# Single chunks below this similarity that only the dense search found are not given as sources.
+MIN_SOURCE_SIMILARITY = 0.2
+
 # No source, as read by the model, quoted to the user or stored with the answer, is longer than this: a chunk made
 # before chunks were bounded in characters (or several merged) can be megabytes with a token count of a few.
 MAX_SOURCE_CHARS = 12_000
@@ -259,7 +270,7 @@ def answer(
     yield Rewritten(question=question, rewritten_question=rewritten)
 
     # The extractive answerer reads deeper than a language model is given (see extractive.READ_CHUNKS).
-    limit = settings.CHAT_RETRIEVAL_LIMIT
+    limit = RETRIEVAL_LIMIT
     if model is None:
         limit = max(limit, extractive.READ_CHUNKS)
     result: SearchResult = search(
@@ -286,7 +297,7 @@ def answer(
     best = result.best_similarity
     trace["best_similarity"] = best
     embedder = get_embedder(collections[0].embedding_model) if collections else None
-    if not result.hits or best is None or best < settings.CHAT_MIN_SIMILARITY or embedder is None:
+    if not result.hits or best is None or best < MIN_SIMILARITY or embedder is None:
         trace["decision"] = "nothing relevant enough was retrieved; the LLM was not called"
         timings["total"] = time.perf_counter() - started
         yield Answered(answer=Answer(NOT_FOUND_TEXT, "not_found", "none", [], [], trace))
@@ -296,7 +307,7 @@ def answer(
         hit
         for hit in result.hits
         if hit.dense_similarity is None
-        or hit.dense_similarity >= settings.CHAT_MIN_SOURCE_SIMILARITY
+        or hit.dense_similarity >= MIN_SOURCE_SIMILARITY
         or hit.lexical_rank is not None
     ]
     sources = build_sources(
@@ -313,7 +324,7 @@ def answer(
         picked = extractive.pick_sentences(
             question=asked, context=context, sources=[s.as_prompt() for s in read], embedder=embedder
         )
-        sources, picked = _quoted_and_first(read, picked, first=settings.CHAT_RETRIEVAL_LIMIT)
+        sources, picked = _quoted_and_first(read, picked, first=RETRIEVAL_LIMIT)
         yield Sources(sources=tuple(source.as_dict() for source in sources))
         text = extractive.compose(picked)
         timings["generate"] = time.perf_counter() - stage

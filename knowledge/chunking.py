@@ -26,6 +26,11 @@ SPECIAL_TOKENS = 2
 MAX_PREFIX_TOKENS = 64
 # About four times a 200-token chunk of prose; text cut at this size still reads as a passage.
 MAX_CHUNK_CHARS = 4000
+# Chunk size and overlap in the embedding model's tokens (all-MiniLM-L6-v2 reads 256, title and section included),
+# measured, not deployment choices: the retrieval evaluations in benchmarks/README.md ("Retrieval quality") ran with
+# them. Changing either changes every document's chunks: bump knowledge.services.indexing.INDEX_VERSION with it.
+CHUNK_TOKENS = 200
+OVERLAP_TOKENS = 32
 
 _SENTENCE_END = re.compile(r"(?<=[.!?…])[\"')\]]*\s+(?=[\"'(\[]?[A-Z0-9À-Ý])")
 
@@ -57,8 +62,8 @@ def chunk_document(
     *,
     tokenizer: Tokenizer,
     max_model_tokens: int,
-    chunk_tokens: int,
-    overlap_tokens: int,
+    chunk_tokens: int = CHUNK_TOKENS,
+    overlap_tokens: int = OVERLAP_TOKENS,
     title: str | None = None,
     max_chars: int = MAX_CHUNK_CHARS,
 ) -> list[ChunkDraft]:

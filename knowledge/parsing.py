@@ -71,7 +71,7 @@ MAX_SHEET_CELLS = 5_000_000
 MAX_SHEET_CHARS = 32 * 1024 * 1024
 # Table rows go into blocks of at most this many characters, each starting with the table's header row: Markdown
 # table text reads at about 2.6 characters per token (measured with all-MiniLM-L6-v2's tokenizer), so a block is
-# 150-200 tokens and fits one chunk (KNOWLEDGE_CHUNK_TOKENS, 200) whole, header included.
+# 150-200 tokens and fits one chunk (chunking.CHUNK_TOKENS, 200) whole, header included.
 TABLE_BLOCK_CHARS = 400
 # The parsed tree of an HTML page takes about 2.5 KB of memory per element: a page with more is refused, counted
 # before it is parsed (a long page of a manual has some thousands).

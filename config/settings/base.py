@@ -331,8 +331,6 @@ KNOWLEDGE_TORCH_THREADS = env.int("KNOWLEDGE_TORCH_THREADS", default=0)
 # on first use into the cache folder, no torch) or by torch ("torch": the optional requirements/torch.txt).
 KNOWLEDGE_EMBEDDING_RUNTIME = env("KNOWLEDGE_EMBEDDING_RUNTIME", default="onnx")
 KNOWLEDGE_MODEL_CACHE_DIR = Path(env("KNOWLEDGE_MODEL_CACHE_DIR", default=str(DATA_DIR / "models")))
-KNOWLEDGE_CHUNK_TOKENS = env.int("KNOWLEDGE_CHUNK_TOKENS", default=200)
-KNOWLEDGE_CHUNK_OVERLAP_TOKENS = env.int("KNOWLEDGE_CHUNK_OVERLAP_TOKENS", default=32)
 # OCR of images and scanned PDF pages with Debian's Tesseract (knowledge/ocr.py): the program (a name on PATH or a
 # path), its languages joined by "+" (each a tesseract-ocr-<lang> package), the time one page may take and the most
 # pages a document may have to OCR (over it, the document is FAILED, not half-indexed).
@@ -376,13 +374,9 @@ CHAT_LLM_ANSWER_TIMEOUT = env.float("CHAT_LLM_ANSWER_TIMEOUT", default=300.0)
 CHAT_LLM_MAX_RETRIES = env.int("CHAT_LLM_MAX_RETRIES", default=2)
 CHAT_LLM_TEMPERATURE = env.float("CHAT_LLM_TEMPERATURE", default=0.1)
 CHAT_LLM_MAX_TOKENS = env.int("CHAT_LLM_MAX_TOKENS", default=800)
-# Chunks retrieved per question, and the token budget of the sources given to the model.
-CHAT_RETRIEVAL_LIMIT = env.int("CHAT_RETRIEVAL_LIMIT", default=8)
+# The token budget of the sources given to the language model: a deployment with a model of a larger context
+# window gives it more (how many chunks are retrieved, and the similarity thresholds, are chat/pipeline.py's).
 CHAT_CONTEXT_TOKENS = env.int("CHAT_CONTEXT_TOKENS", default=2500)
-# Below this cosine similarity of the best chunk, the knowledge base is taken not to hold the answer (no LLM call);
-# single chunks below CHAT_MIN_SOURCE_SIMILARITY that only the dense search found are not given as sources.
-CHAT_MIN_SIMILARITY = env.float("CHAT_MIN_SIMILARITY", default=0.3)
-CHAT_MIN_SOURCE_SIMILARITY = env.float("CHAT_MIN_SOURCE_SIMILARITY", default=0.2)
 # Questions per user per window (0: no limit); beyond it the API answers 429 with Retry-After.
 CHAT_RATE_LIMIT = env.int("CHAT_RATE_LIMIT", default=30)
 CHAT_RATE_WINDOW = env.int("CHAT_RATE_WINDOW", default=60)

@@ -387,8 +387,6 @@ def _parse_and_chunk(
         parsed,
         tokenizer=embedder.tokenizer,
         max_model_tokens=embedder.max_tokens,
-        chunk_tokens=settings.KNOWLEDGE_CHUNK_TOKENS,
-        overlap_tokens=settings.KNOWLEDGE_CHUNK_OVERLAP_TOKENS,
         title=document.title,
     )
     Document.objects.filter(pk=document.pk).update(
