@@ -21,7 +21,7 @@ from django.utils.timesince import timesince
 from django.views.decorators.http import require_POST
 
 from core.errors import DomainError
-from mlmodels import selectors, services
+from mlmodels import presentation, selectors, services
 from mlmodels.models import Architecture, Kind, ModelVersion, ModelVersionQuerySet
 
 STATUS_COLOURS = {"READY": "#2e7d32", "FAILED": "#ba2121", "TRAINING": "#1565c0", "PENDING": "#757575"}
@@ -203,7 +203,7 @@ class ModelVersionAdmin(admin.ModelAdmin[ModelVersion]):
 
     @admin.display(description="metrics")
     def metrics_table(self, version: ModelVersion) -> str:
-        rows = selectors.metric_rows(version.metrics or {})
+        rows = presentation.metric_rows(version.metrics or {})
         if not rows:
             return "—"
         return format_html(
@@ -232,15 +232,15 @@ class ModelVersionAdmin(admin.ModelAdmin[ModelVersion]):
 
     @admin.display(description="training options")
     def options_table(self, version: ModelVersion) -> str:
-        return self._pairs(selectors.flatten_parameters(version.training_options or {}))
+        return self._pairs(presentation.flatten_parameters(version.training_options or {}))
 
     @admin.display(description="data set and split")
     def dataset_table(self, version: ModelVersion) -> str:
-        return self._pairs(selectors.flatten_parameters(version.dataset or {}))
+        return self._pairs(presentation.flatten_parameters(version.dataset or {}))
 
     @admin.display(description="hyperparameters")
     def hyperparameters_table(self, version: ModelVersion) -> str:
-        return self._pairs(selectors.flatten_parameters(version.hyperparameters or {}))
+        return self._pairs(presentation.flatten_parameters(version.hyperparameters or {}))
 
     # --- Pages and actions --------------------------------------------------------------------------------------
 

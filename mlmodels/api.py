@@ -13,7 +13,7 @@ from ninja import Field, Query, Router, Schema
 from pydantic import ConfigDict, ValidationError
 
 from core.errors import DomainError, InvalidInput
-from mlmodels import selectors, services
+from mlmodels import predictions, selectors
 from mlmodels.datasets import MNIST_PIXELS
 from mlmodels.models import ModelVersion
 
@@ -261,7 +261,7 @@ def _model_ref(version: ModelVersion) -> dict[str, Any]:
     "every bad field in `details.errors`; no active model is a 503.",
 )
 def titanic_predict(request: HttpRequest, payload: PassengerIn) -> dict[str, Any]:
-    prediction = services.titanic_predict(passenger=payload.model_dump())
+    prediction = predictions.titanic_predict(passenger=payload.model_dump())
     top = dict(list(prediction.contributions.items())[:TOP_CONTRIBUTIONS])
     return {
         "survived": prediction.survived,
@@ -306,11 +306,11 @@ def mnist_predict(request: HttpRequest) -> dict[str, Any]:
         upload = request.FILES.get("image")
         if upload is None:
             raise InvalidInput("Send the picture in a multipart field named 'image'.", field="image")
-        prediction = services.mnist_predict_image(upload=upload)
+        prediction = predictions.mnist_predict_image(upload=upload)
         source = "image"
     else:
         payload = _pixels_payload(request.body)
-        prediction = services.mnist_predict_pixels(
+        prediction = predictions.mnist_predict_pixels(
             pixels=payload.pixels, scale=payload.scale, recenter=payload.recenter
         )
         source = "pixels"

@@ -18,7 +18,7 @@ from django.views.decorators.http import require_GET, require_http_methods
 
 from core.api_errors import status_for
 from core.errors import DomainError, ObjectNotFound
-from mlmodels import plots, selectors, services
+from mlmodels import plots, predictions, presentation, selectors
 from mlmodels.models import Kind
 
 PASSENGER_FIELDS = ("pclass", "sex", "age", "sibsp", "parch", "fare", "embarked", "name", "cabin", "ticket")
@@ -134,7 +134,7 @@ def digits(request: HttpRequest) -> HttpResponse:
             context["error"], status = "Choose a picture of a digit to upload.", 422
         else:
             try:
-                prediction = services.mnist_predict_image(upload=upload)
+                prediction = predictions.mnist_predict_image(upload=upload)
             except DomainError as exc:
                 context["error"], status = exc.message, status_for(exc)
             else:
@@ -145,7 +145,7 @@ def digits(request: HttpRequest) -> HttpResponse:
     return render(request, "mlmodels/digits.html", context, status=status)
 
 
-def _bars(prediction: services.DigitPrediction | None) -> list[dict[str, Any]]:
+def _bars(prediction: predictions.DigitPrediction | None) -> list[dict[str, Any]]:
     probabilities = prediction.probabilities if prediction else [0.0] * 10
     best = prediction.digit if prediction else None
     return [
@@ -174,7 +174,7 @@ def titanic(request: HttpRequest) -> HttpResponse:
     status = 200
     if request.method == "POST":
         try:
-            prediction = services.titanic_predict(passenger=values)
+            prediction = predictions.titanic_predict(passenger=values)
         except DomainError as exc:
             context["error"], status = exc.message, status_for(exc)
             context["field_errors"] = exc.details.get("errors", {})
@@ -200,7 +200,7 @@ def titanic(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_GET
 def version(request: HttpRequest, version_id: int) -> HttpResponse:
-    detail = selectors.version_detail(version_id=version_id)
+    detail = presentation.version_detail(version_id=version_id)
     running = not detail.version.is_finished
     return render(
         request,
@@ -240,7 +240,7 @@ def _png_response(
 def compare(request: HttpRequest, kind: str) -> HttpResponse:
     ids = [number for value in request.GET.getlist("ids") if (number := _int(value, 1, 2**62)) is not None]
     try:
-        comparison = selectors.versions_compare(kind=kind, ids=ids)
+        comparison = presentation.versions_compare(kind=kind, ids=ids)
     except DomainError as exc:
         raise Http404(exc.message) from exc
     return render(

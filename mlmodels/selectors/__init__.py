@@ -14,19 +14,7 @@ from mlmodels.selectors.digits import (
     mnist_test_set,
     version_mistakes,
 )
-from mlmodels.selectors.pictures import Picture, mnist_digit_png, version_plot
-from mlmodels.selectors.presenting import (
-    Comparison,
-    MetricRow,
-    VersionDetail,
-    available_plots,
-    flatten_parameters,
-    format_metric,
-    metric_label,
-    metric_rows,
-    version_detail,
-    versions_compare,
-)
+from mlmodels.selectors.pictures import Picture, available_plots, mnist_digit_png, version_plot
 from mlmodels.selectors.versions import (
     ArtifactUnreadable,
     KindOverview,
@@ -44,10 +32,8 @@ from mlmodels.selectors.versions import (
 __all__ = [
     "MNIST_TEST_SIZE",
     "ArtifactUnreadable",
-    "Comparison",
     "ConfusionCell",
     "KindOverview",
-    "MetricRow",
     "Mistake",
     "MistakesPage",
     "ModelVersionNotFound",
@@ -55,15 +41,10 @@ __all__ = [
     "Order",
     "Picture",
     "TestDigitNotFound",
-    "VersionDetail",
     "active_model",
     "active_versions",
     "available_plots",
     "confusion_cells",
-    "flatten_parameters",
-    "format_metric",
-    "metric_label",
-    "metric_rows",
     "mnist_digit_image",
     "mnist_digit_png",
     "mnist_test_set",
@@ -72,8 +53,6 @@ __all__ = [
     "model_version_training",
     "model_versions_list",
     "models_overview",
-    "version_detail",
     "version_mistakes",
     "version_plot",
-    "versions_compare",
 ]

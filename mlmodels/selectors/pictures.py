@@ -11,7 +11,6 @@ from core.errors import ObjectNotFound
 from mlmodels import plots
 from mlmodels.models import Kind, ModelVersion
 from mlmodels.selectors.digits import mnist_digit_image
-from mlmodels.selectors.presenting import available_plots
 from mlmodels.selectors.versions import model_version_get
 
 
@@ -65,3 +64,16 @@ def _render(version: ModelVersion, name: str) -> bytes:
 def mnist_digit_png(*, index: int, scale: int = 1) -> bytes:
     """One MNIST test digit as PNG; raises TestDigitNotFound."""
     return plots.digit_png(mnist_digit_image(index=index), scale=scale)
+
+
+def available_plots(version: ModelVersion) -> list[str]:
+    names = []
+    if version.history or version.status == ModelVersion.Status.TRAINING:
+        names.append("curves")
+    if version.confusion_matrix:
+        names.append("confusion")
+    if (version.extra or {}).get("coefficients"):
+        names.append("coefficients")
+    if (version.extra or {}).get("calibration"):
+        names.append("calibration")
+    return names

@@ -1,6 +1,7 @@
 """Every change to the model registry goes through these functions: requesting and running a training (in a worker
 or in this process), activation (and so rollback), deletion, recovery of stalled training, making sure each kind
-has an active version; and the predictions of the active versions."""
+has an active version. The predictions of the active versions are in `mlmodels.predictions`, which writes
+nothing."""
 
 from mlmodels.selectors import ModelVersionNotFound
 from mlmodels.services.options import (
@@ -9,15 +10,6 @@ from mlmodels.services.options import (
     TrainingOptionsInvalid,
     default_architecture,
     default_options,
-)
-from mlmodels.services.predictions import (
-    DigitPrediction,
-    PassengerInvalid,
-    PixelsInvalid,
-    SurvivalPrediction,
-    mnist_predict_image,
-    mnist_predict_pixels,
-    titanic_predict,
 )
 from mlmodels.services.registry import (
     VersionIsActive,
@@ -37,21 +29,15 @@ from mlmodels.services.upkeep import Ensured, model_versions_recover_stalled, mo
 __all__ = [
     "MNIST_OPTIONS",
     "TITANIC_OPTIONS",
-    "DigitPrediction",
     "Ensured",
     "ModelVersionNotFound",
-    "PassengerInvalid",
-    "PixelsInvalid",
     "ProgressCallback",
-    "SurvivalPrediction",
     "TrainingFailed",
     "TrainingOptionsInvalid",
     "VersionIsActive",
     "VersionNotReady",
     "default_architecture",
     "default_options",
-    "mnist_predict_image",
-    "mnist_predict_pixels",
     "model_version_activate",
     "model_version_delete",
     "model_version_request",
@@ -59,5 +45,4 @@ __all__ = [
     "model_version_train_now",
     "model_versions_recover_stalled",
     "models_ensure",
-    "titanic_predict",
 ]

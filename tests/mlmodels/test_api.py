@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
-from mlmodels import selectors, services
+from mlmodels import predictions, selectors, services
 from mlmodels.models import ModelVersion
 from tests.mlmodels.conftest import drawn_digit_png
 
@@ -76,7 +76,7 @@ def test_titanic_predict_gives_the_survival_probability_and_the_version(api, act
 
     body = response.json()
     assert response.status_code == 200
-    expected = services.titanic_predict(passenger=PASSENGER)
+    expected = predictions.titanic_predict(passenger=PASSENGER)
     assert body["probability"] == pytest.approx(expected.probability)
     assert body["survived"] is (body["probability"] >= 0.5)
     assert body["predicted_class"] == int(body["survived"])

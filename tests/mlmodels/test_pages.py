@@ -4,7 +4,7 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
-from mlmodels import selectors, services
+from mlmodels import predictions, selectors, services
 from mlmodels.models import ModelVersion
 from tests.mlmodels.conftest import drawn_digit_png
 
@@ -96,7 +96,9 @@ def test_the_titanic_form_gives_the_survival_probability_and_its_reasons(signed_
 
     page = response.content.decode()
     assert response.status_code == 200
-    probability = services.titanic_predict(passenger={**fields, "embarked": "S", "cabin": "B5"}).probability
+    probability = predictions.titanic_predict(
+        passenger={**fields, "embarked": "S", "cabin": "B5"}
+    ).probability
     assert f"{100 * probability:.1f} %" in page
     assert "What weighed most" in page and "a woman" in page
 

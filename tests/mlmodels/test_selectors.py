@@ -6,7 +6,7 @@ from django.utils import timezone
 
 from core import jobs
 from core.errors import InvalidInput
-from mlmodels import selectors, services
+from mlmodels import presentation, selectors, services
 from mlmodels.models import ModelVersion
 from tests.mlmodels.conftest import TINY_MNIST
 
@@ -19,7 +19,7 @@ def test_the_comparison_marks_the_best_value_of_each_metric_and_no_tie(active_mn
         metrics={**other.metrics, "test_accuracy": 0.99, "test_log_loss": 0.05}
     )
 
-    comparison = selectors.versions_compare(kind="mnist", ids=[active_mnist.pk, other.pk])
+    comparison = presentation.versions_compare(kind="mnist", ids=[active_mnist.pk, other.pk])
 
     rows = {label: (values, best) for label, values, best in comparison.metrics}
     assert [v.version for v in comparison.versions] == [2, 1]
@@ -47,7 +47,7 @@ def test_mistakes_are_only_for_trained_mnist_versions(active_titanic):
 
 
 def test_nested_hyperparameters_read_as_dotted_names_in_order():
-    rows = selectors.flatten_parameters(
+    rows = presentation.flatten_parameters(
         {
             "steps": [
                 ["scale", {"class": "StandardScaler", "params": {"with_std": True, "with_mean": True}}]
@@ -67,7 +67,7 @@ def test_nested_hyperparameters_read_as_dotted_names_in_order():
 
 
 def test_metrics_read_as_people_read_them():
-    rows = selectors.metric_rows(
+    rows = presentation.metric_rows(
         {"zeta": 0.5, "test_error_count": 183.0, "test_accuracy": 0.9817, "val_loss": None}
     )
 

@@ -6,7 +6,7 @@ import pytest
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from mlmodels import selectors, services
+from mlmodels import predictions, selectors, services
 from mlmodels.core.serialization import load_model
 from mlmodels.core.training import train_mnist, train_titanic
 from mlmodels.datasets import load_titanic
@@ -245,7 +245,7 @@ def test_predicting_without_an_active_model_says_so_and_what_is_happening():
     services.model_version_request(kind="titanic", enqueue=False)
 
     with pytest.raises(selectors.NoActiveModel, match="version 1 is waiting for a worker"):
-        services.titanic_predict(
+        predictions.titanic_predict(
             passenger={
                 "pclass": 1,
                 "sex": "female",
@@ -259,8 +259,8 @@ def test_predicting_without_an_active_model_says_so_and_what_is_happening():
 
 
 def test_an_invalid_passenger_names_every_bad_field(active_titanic):
-    with pytest.raises(services.PassengerInvalid) as raised:
-        services.titanic_predict(passenger={"pclass": 7, "sex": "robot", "sibsp": 0, "parch": 0})
+    with pytest.raises(predictions.PassengerInvalid) as raised:
+        predictions.titanic_predict(passenger={"pclass": 7, "sex": "robot", "sibsp": 0, "parch": 0})
 
     assert set(raised.value.details["errors"]) >= {"pclass", "sex", "age", "fare", "embarked"}
 

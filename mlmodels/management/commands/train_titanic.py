@@ -7,7 +7,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tqdm import tqdm
 
 from core.errors import DomainError
-from mlmodels import selectors, services
+from mlmodels import presentation, selectors, services
 from mlmodels.models import ModelVersion
 
 
@@ -41,7 +41,7 @@ class TrainingCommand(BaseCommand):
         return version
 
     def _report(self, version: ModelVersion) -> None:
-        rows = selectors.metric_rows(version.metrics)
+        rows = presentation.metric_rows(version.metrics)
         width = max(len(row.label) for row in rows) if rows else 10
         self.stdout.write(f"\n{version}: trained in {version.train_seconds or 0:.1f} s")
         self.stdout.write(f"  {version.dataset.get('split', '')}")

@@ -11,8 +11,7 @@ import numpy as np
 
 from core.errors import InvalidInput
 from mlmodels.models import KEY_METRICS, Kind, ModelVersion
-from mlmodels.selectors.digits import ConfusionCell, confusion_cells
-from mlmodels.selectors.versions import model_version_get
+from mlmodels.selectors import ConfusionCell, available_plots, confusion_cells, model_version_get
 
 _METRICS: dict[str, tuple[str, str]] = {
     "test_accuracy": ("Test accuracy", "percent"),
@@ -193,19 +192,6 @@ def version_detail(*, version_id: int) -> VersionDetail:
         coefficients=coefficients,
         calibration=calibration_bins(version),
     )
-
-
-def available_plots(version: ModelVersion) -> list[str]:
-    names = []
-    if version.history or version.status == ModelVersion.Status.TRAINING:
-        names.append("curves")
-    if version.confusion_matrix:
-        names.append("confusion")
-    if (version.extra or {}).get("coefficients"):
-        names.append("coefficients")
-    if (version.extra or {}).get("calibration"):
-        names.append("calibration")
-    return names
 
 
 @dataclass(frozen=True)
