@@ -78,7 +78,7 @@ class TrainForm(forms.Form):
 @admin.register(ModelVersion)
 class ModelVersionAdmin(admin.ModelAdmin[ModelVersion]):
     list_display = ["__str__", "status_badge", "key_metric_column", "active", "created_at", "created_by"]
-    list_filter = ["kind", "status", "architecture", "is_active"]
+    list_filter = ["kind", "status", "architecture", "is_active", "quick_start"]
     list_select_related = ["created_by"]
     search_fields = ["artifact_sha256", "error"]
     ordering = ["kind", "-version"]
@@ -95,6 +95,7 @@ class ModelVersionAdmin(admin.ModelAdmin[ModelVersion]):
                     "is_active",
                     "activated_at",
                     "activate_when_ready",
+                    "quick_start",
                 ]
             },
         ),

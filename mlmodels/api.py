@@ -35,6 +35,7 @@ class ModelRefOut(Schema):
 class VersionOut(ModelRefOut):
     status: str
     is_active: bool
+    quick_start: bool
     progress: float
     current_epoch: int
     total_epochs: int
@@ -193,6 +194,7 @@ def _version_out(version: ModelVersion, *, staff: bool) -> dict[str, Any]:
         "architecture": version.architecture,
         "status": version.status,
         "is_active": version.is_active,
+        "quick_start": version.quick_start,
         "progress": version.progress,
         "current_epoch": version.current_epoch,
         "total_epochs": version.total_epochs,

@@ -79,6 +79,11 @@ class ModelVersion(models.Model):
     activate_when_ready = models.BooleanField(
         default=False, help_text="Become the active version once trained, even if another one is active."
     )
+    quick_start = models.BooleanField(
+        default=False,
+        help_text="A small model the first start trains in seconds so that predictions work at once; the full "
+        "model queued behind it replaces it.",
+    )
 
     # What was asked for (the arguments of the training entry point) and what it became.
     training_options = models.JSONField(default=dict, blank=True)
@@ -155,7 +160,8 @@ class ModelVersion(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.kind} v{self.version} ({self.get_architecture_display()})"
+        quick = ", quick start" if self.quick_start else ""
+        return f"{self.kind} v{self.version} ({self.get_architecture_display()}{quick})"
 
     @property
     def key_metric_label(self) -> str:

@@ -387,6 +387,9 @@ CHAT_RATE_WINDOW = env.int("CHAT_RATE_WINDOW", default=60)
 # (0: the architecture's default, 20 for the MLP and 12 for the CNN).
 MLMODELS_MNIST_DEFAULT_ARCH = env("MLMODELS_MNIST_DEFAULT_ARCH", default="mlp")
 MLMODELS_MNIST_DEFAULT_EPOCHS = env.int("MLMODELS_MNIST_DEFAULT_EPOCHS", default=0)
+# A first start queues a quick-start digits model (an MLP trained in under a minute) before the full one, so that
+# the canvas answers at once; the full model replaces it when ready.
+MLMODELS_MNIST_QUICK_START = env.bool("MLMODELS_MNIST_QUICK_START", default=True)
 # `make run` calls `ensure_models`, which queues the training of every model that has no active version.
 MLMODELS_ENSURE_ON_RUN = env.bool("MLMODELS_ENSURE_ON_RUN", default=True)
 # Time limits of one training task (seconds): a full CNN run with augmentation takes hours on two cores.

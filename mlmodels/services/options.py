@@ -28,6 +28,14 @@ MNIST_OPTIONS: dict[str, Any] = {
 }
 
 
+# The digits model the first start trains before the full one, so that the canvas answers within a minute: an MLP
+# with one layer of 256 units, 3 epochs on the 55,000 training digits. Measured with `manage.py train_mnist
+# --quick-start`: 97.34% of the test digits (validation 97.86%), trained in 14.8 s (the command: 19 s) on two cores
+# busy with other work (load average 4).
+QUICK_START_ARCHITECTURE = str(Architecture.MLP)
+QUICK_START_OPTIONS: dict[str, Any] = {"epochs": 3, "overrides": {"hidden_layer_sizes": [256]}}
+
+
 def default_architecture(kind: str) -> str:
     if kind == Kind.TITANIC:
         return str(Architecture.LOGREG)

@@ -51,11 +51,14 @@ def model_version_request(
     activate: bool = False,
     created_by: AbstractBaseUser | AnonymousUser | None = None,
     enqueue: bool = True,
+    quick_start: bool = False,
 ) -> ModelVersion:
     """Record the next version of `kind`, waiting to be trained, and queue its training once committed.
 
     `options` are the arguments of the core's training entry point (see TITANIC_OPTIONS, MNIST_OPTIONS); with
-    `activate` the version becomes active once trained even if another one is. Raises TrainingOptionsInvalid."""
+    `activate` the version becomes active once trained even if another one is; a `quick_start` version (the small
+    model of a first start) becomes active only where none is, and the next full one replaces it. Raises
+    TrainingOptionsInvalid."""
     architecture, clean = clean_request(kind, architecture or default_architecture(kind), options or {}, seed)
     with transaction.atomic():
         registry.lock_kind(kind)
@@ -67,6 +70,7 @@ def model_version_request(
             training_options=clean,
             seed=seed,
             activate_when_ready=activate,
+            quick_start=quick_start,
             queued_at=timezone.now(),
             created_by_id=created_by.pk if created_by is not None and created_by.is_authenticated else None,
         )
@@ -82,12 +86,19 @@ def model_version_train_now(
     options: Mapping[str, Any] | None = None,
     seed: int = 0,
     activate: bool = False,
+    quick_start: bool = False,
     on_progress: ProgressCallback | None = None,
 ) -> ModelVersion:
     """Train a new version of `kind` in this process (for commands; no worker needed) and record it READY or
     FAILED. Raises TrainingOptionsInvalid."""
     version = model_version_request(
-        kind=kind, architecture=architecture, options=options, seed=seed, activate=activate, enqueue=False
+        kind=kind,
+        architecture=architecture,
+        options=options,
+        seed=seed,
+        activate=activate,
+        enqueue=False,
+        quick_start=quick_start,
     )
     return model_version_train(version_id=version.pk, on_progress=on_progress)
 
@@ -268,11 +279,26 @@ def _record(version: ModelVersion, owner: str, result: TrainingResult) -> None:
         locked.finished_at = locked.heartbeat_at = timezone.now()
         try:
             locked.save()
-            if locked.activate_when_ready or not ModelVersion.objects.of_kind(version.kind).active().exists():
+            if _becomes_active(locked):
                 registry.activate(locked)
         except Exception:
             locked.artifact.storage.delete(saved_name)
             raise
+
+
+def _becomes_active(version: ModelVersion) -> bool:
+    """A version just trained is activated when asked to, when its kind has no active version, or when the active
+    one is a quick-start model and this full one is at least as accurate on the validation digits (a full model
+    that is worse stays ready for staff to look at). A quick-start model never replaces an active one."""
+    if version.activate_when_ready and not version.quick_start:
+        return True
+    active = ModelVersion.objects.of_kind(version.kind).active().only("quick_start", "metrics").first()
+    if active is None:
+        return True
+    if version.quick_start or not active.quick_start:
+        return False
+    mine, theirs = version.metrics.get("val_accuracy"), active.metrics.get("val_accuracy")
+    return mine is None or theirs is None or mine >= theirs
 
 
 def _check_round_trip(kind: str, model: Any, data: bytes) -> None:

@@ -14,7 +14,12 @@ from django.utils import timezone
 from core import jobs
 from mlmodels.models import Kind, ModelVersion
 from mlmodels.services import registry
-from mlmodels.services.options import default_architecture, default_options
+from mlmodels.services.options import (
+    QUICK_START_ARCHITECTURE,
+    QUICK_START_OPTIONS,
+    default_architecture,
+    default_options,
+)
 from mlmodels.services.training import enqueue_training, model_version_request
 
 
@@ -64,7 +69,7 @@ def model_versions_recover_stalled() -> list[int]:
 @dataclass(frozen=True)
 class Ensured:
     kind: str
-    outcome: Literal["active", "in-progress", "activated", "queued"]
+    outcome: Literal["active", "in-progress", "activated", "queued", "quick-start-queued"]
     version: ModelVersion
     message: str
 
@@ -72,7 +77,10 @@ class Ensured:
 def models_ensure() -> list[Ensured]:
     """Make sure every kind will have an active version, without waiting: a kind with none gets its latest ready
     version activated, or else a training queued (MNIST with MLMODELS_MNIST_DEFAULT_ARCH), unless one is already
-    waiting or training. Stalled trainings are failed first, so that they do not count as running."""
+    waiting or training. Stalled trainings are failed first, so that they do not count as running.
+
+    MNIST with no version at all (a first start) gets a quick-start model queued first (QUICK_START_OPTIONS, under
+    a minute), then the full one, which replaces it when ready (MLMODELS_MNIST_QUICK_START=0: the full one only)."""
     model_versions_recover_stalled()
     ensured = []
     for kind in Kind.values:
@@ -93,6 +101,25 @@ def models_ensure() -> list[Ensured]:
             elif ready is not None:
                 registry.activate(ready)
                 ensured.append(Ensured(kind, "activated", ready, f"{ready} was ready and is now active."))
+            elif kind == Kind.MNIST and settings.MLMODELS_MNIST_QUICK_START and not versions.exists():
+                quick = model_version_request(
+                    kind=kind,
+                    architecture=QUICK_START_ARCHITECTURE,
+                    options=QUICK_START_OPTIONS,
+                    quick_start=True,
+                )
+                full = model_version_request(
+                    kind=kind, architecture=default_architecture(kind), options=default_options(kind)
+                )
+                ensured.append(
+                    Ensured(
+                        kind,
+                        "quick-start-queued",
+                        quick,
+                        f"{quick} is queued for training (under a minute) and becomes active when ready; {full} is "
+                        "queued behind it and replaces it when ready.",
+                    )
+                )
             else:
                 version = model_version_request(
                     kind=kind, architecture=default_architecture(kind), options=default_options(kind)

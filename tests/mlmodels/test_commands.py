@@ -69,9 +69,25 @@ def test_ensure_models_queues_the_missing_models_and_returns(capsys, django_capt
 
     output = capsys.readouterr().out
     assert "titanic v1 (Logistic regression) is queued for training" in output
+    assert "mnist v1 (Multi-layer perceptron, quick start) is queued for training (under a minute)" in output
+    assert "mnist v2 (Multi-layer perceptron) is queued behind it and replaces it when ready" in output
+    assert len(callbacks) == 3
+    assert set(ModelVersion.objects.values_list("status", flat=True)) == {"PENDING"}
+
+
+def test_ensure_models_without_the_quick_start_queues_the_full_model_only(
+    capsys, settings, django_capture_on_commit_callbacks
+):
+    settings.MLMODELS_MNIST_QUICK_START = False
+
+    with django_capture_on_commit_callbacks() as callbacks:
+        call_command("ensure_models")
+
+    output = capsys.readouterr().out
+    assert "titanic v1 (Logistic regression) is queued for training" in output
     assert "mnist v1 (Multi-layer perceptron) is queued for training" in output
     assert len(callbacks) == 2
-    assert set(ModelVersion.objects.values_list("status", flat=True)) == {"PENDING"}
+    assert not ModelVersion.objects.filter(quick_start=True).exists()
 
 
 def test_ensure_models_does_nothing_when_turned_off(capsys, settings):

@@ -11,6 +11,7 @@ from mlmodels.core.serialization import load_model
 from mlmodels.core.training import train_mnist, train_titanic
 from mlmodels.datasets import load_titanic
 from mlmodels.models import ModelVersion
+from mlmodels.services import training as training_service
 from tests.mlmodels.conftest import TINY_MNIST, TINY_TITANIC
 
 pytestmark = pytest.mark.django_db
@@ -213,23 +214,30 @@ def test_recovery_retries_silent_trainings_then_fails_them_and_requeues_forgotte
 
 
 def test_ensure_queues_each_missing_model_once_and_returns_at_once(
-    settings, django_capture_on_commit_callbacks
+    settings, django_capture_on_commit_callbacks, monkeypatch
 ):
     settings.MLMODELS_MNIST_DEFAULT_ARCH = "cnn"
     settings.MLMODELS_MNIST_DEFAULT_EPOCHS = 3
+    sent = []
+    monkeypatch.setattr(training_service, "_send_training", sent.append)
 
-    with django_capture_on_commit_callbacks() as callbacks:
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
         first = services.models_ensure()
     with django_capture_on_commit_callbacks() as again:
         second = services.models_ensure()
 
-    assert [(e.kind, e.outcome) for e in first] == [("titanic", "queued"), ("mnist", "queued")]
-    assert len(callbacks) == 2
+    assert [(e.kind, e.outcome) for e in first] == [("titanic", "queued"), ("mnist", "quick-start-queued")]
+    assert len(callbacks) == 3
     assert [e.outcome for e in second] == ["in-progress", "in-progress"]
     assert len(again) == 0
-    mnist = ModelVersion.objects.get(kind="mnist")
+    quick, mnist = ModelVersion.objects.filter(kind="mnist").order_by("version")
+    assert quick.quick_start and quick.architecture == "mlp" and quick.training_options["epochs"] == 3
+    assert quick.training_options["overrides"] == {"hidden_layer_sizes": [256]}
+    assert not mnist.quick_start
     assert mnist.architecture == "cnn" and mnist.training_options["epochs"] == 3
     assert mnist.status == ModelVersion.Status.PENDING
+    # The quick-start model is sent to the training queue before the full one, so that a worker takes it first.
+    assert sent.index(quick.pk) < sent.index(mnist.pk)
 
 
 def test_ensure_activates_the_latest_ready_version_instead_of_training(active_titanic, active_mnist):
