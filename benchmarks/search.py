@@ -342,7 +342,7 @@ def cmd_recall(args: argparse.Namespace) -> int:
             f"{len(db_exact & set(truth[0].tolist()))}/10"
         )
         print(f"  {'':28}{'recall@10':>10}{'p50 ms':>9}{'p95 ms':>9}")
-        from knowledge.search import HNSW_EF_SEARCH as default_ef
+        from knowledge.search.params import HNSW_EF_SEARCH as default_ef
 
         for ef in sorted(set(args.ef_search) | {default_ef}):
             conn.execute(f"SET hnsw.ef_search = {int(ef)}")

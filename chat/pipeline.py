@@ -22,7 +22,7 @@ from chat.citations import CitationFilter, check_citations
 from chat.events import Answered, PipelineEvent, Rewritten, Sources, Token, Usage
 from chat.llm import ChatModel, LLMError, get_chat_model
 from knowledge.embeddings import get_embedder
-from knowledge.search import SearchHit, SearchResult, search
+from knowledge.search import SearchHit, SearchParams, SearchResult, search
 from knowledge.selectors import document_texts
 
 if TYPE_CHECKING:
@@ -278,7 +278,7 @@ def answer(
         collections=collections,
         limit=limit,
         mode="hybrid",
-        rerank=bool(settings.KNOWLEDGE_RERANKER_MODEL),
+        params=SearchParams(rerank=bool(settings.KNOWLEDGE_RERANKER_MODEL)),
     )
     timings.update({k: v for k, v in result.timings.items() if k in ("embed", "search", "rerank")})
     trace["retrieved"] = [

@@ -233,8 +233,9 @@ class CollectionAdmin(admin.ModelAdmin[Collection]):
                     collections=collections,
                     limit=form.cleaned_data["limit"],
                     mode=form.cleaned_data["mode"],
-                    fusion=form.cleaned_data["fusion"],
-                    rerank=form.cleaned_data["rerank"],
+                    params=search.SearchParams(
+                        fusion=form.cleaned_data["fusion"], rerank=form.cleaned_data["rerank"]
+                    ),
                 )
             except DomainError as exc:
                 error = exc.message

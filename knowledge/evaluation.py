@@ -21,7 +21,7 @@ import math
 import sys
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
@@ -33,7 +33,7 @@ from knowledge.baseline import BASELINE_MODES, Baseline, BaselineMode, baseline_
 from knowledge.embeddings import Embedder
 from knowledge.models import Collection, Document
 from knowledge.parsing import parse
-from knowledge.search import Fusion, Mode, Reranker, search
+from knowledge.search import Mode, SearchParams, search
 
 ProductMode = Literal["lexical", "dense", "hybrid", "hybrid+rerank"]
 EvalMode = ProductMode | BaselineMode
@@ -349,19 +349,10 @@ class ModeRun:
         return percentile(self.latencies_ms, 95)
 
 
-@dataclass(frozen=True)
-class SearchOptions:
-    fusion: Fusion | None = None
-    candidates: int | None = None
-    dense_weight: float | None = None
-    lexical_weight: float | None = None
-    reranker: Reranker | None = None
-
-    @property
-    def depth(self) -> int:
-        """Chunks asked per query. Search never takes fewer candidates than it returns, so fewer candidates than
-        CHUNK_DEPTH can only be measured on a list cut to that many chunks: the product's ranking, shallower."""
-        return min(CHUNK_DEPTH, self.candidates) if self.candidates else CHUNK_DEPTH
+def depth(params: SearchParams) -> int:
+    """Chunks asked per query. Search never takes fewer candidates than it returns, so fewer candidates than
+    CHUNK_DEPTH can only be measured on a list cut to that many chunks: the product's ranking, shallower."""
+    return min(CHUNK_DEPTH, params.candidates) if params.candidates else CHUNK_DEPTH
 
 
 def mode_run(
@@ -369,30 +360,27 @@ def mode_run(
     mode: ProductMode,
     dataset: Dataset,
     imported: CorpusImported,
-    options: SearchOptions,
+    params: SearchParams,
     on_query: Callable[[int, int], None] | None = None,
 ) -> ModeRun:
     """Every query of `dataset` through `knowledge.search.search` in `mode`, scored at document level.
 
-    A hit of a document outside the corpus counts as a non-relevant document. Latency is the wall time of one
-    `search` call (query embedding included), after one untimed warm-up call.
+    `params.rerank` follows the mode (hybrid+rerank reranks with `params.reranker`). A hit of a document outside
+    the corpus counts as a non-relevant document. Latency is the wall time of one `search` call (query embedding
+    included), after one untimed warm-up call.
     """
     rerank = mode == "hybrid+rerank"
-    if rerank and options.reranker is None:
+    if rerank and params.reranker is None:
         raise InvalidInput("hybrid+rerank needs a reranker.")
+    run_params = replace(params, rerank=rerank)
 
     def run(text: str) -> list[str]:
         result = search(
             query=text,
             collections=[imported.collection],
-            limit=options.depth,
+            limit=depth(run_params),
             mode=_SEARCH_MODE[mode],
-            fusion=options.fusion,
-            candidates=options.candidates,
-            rerank=rerank,
-            reranker=options.reranker,
-            dense_weight=options.dense_weight,
-            lexical_weight=options.lexical_weight,
+            params=run_params,
         )
         return documents_by_best_chunk(
             imported.judged_id(hit.document_id, hit.page_number) for hit in result.hits

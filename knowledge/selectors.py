@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from django.db.models import Count, F, Q, QuerySet
 
@@ -63,15 +63,12 @@ def chunk_search(
     collection_slugs: Sequence[str] | None = None,
     limit: int = 10,
     mode: search.Mode = "hybrid",
-    rerank: bool = False,
-    **options: Any,
+    params: search.SearchParams | None = None,
 ) -> search.SearchResult:
     """The chunks most relevant to `query` among the collections `user` may read (or the requested subset of
     them). Raises CollectionNotReadable and search.InvalidSearch."""
     collections = collections_for_search(user=user, ids=collection_ids, slugs=collection_slugs)
-    return search.search(
-        query=query, collections=collections, limit=limit, mode=mode, rerank=rerank, **options
-    )
+    return search.search(query=query, collections=collections, limit=limit, mode=mode, params=params)
 
 
 def web_source_list(*, user: User) -> QuerySet[WebSource]:

@@ -361,8 +361,8 @@ KNOWLEDGE_WEB_USER_AGENT = env("KNOWLEDGE_WEB_USER_AGENT", default="kb-fetcher/1
 KNOWLEDGE_WEB_TIMEOUT_SECONDS = env.float("KNOWLEDGE_WEB_TIMEOUT_SECONDS", default=20.0)
 KNOWLEDGE_WEB_MAX_REDIRECTS = env.int("KNOWLEDGE_WEB_MAX_REDIRECTS", default=5)
 # Retrieval's tuning (fusion, weights, candidates, HNSW breadth, planner costs) was chosen by measurement: it is
-# constants in knowledge/search.py, each with the benchmark that chose it, not settings. What a deployment chooses
-# is an optional reranker: a local sentence-transformers cross-encoder folder (empty: no reranking stage).
+# constants in knowledge/search/params.py, each with the benchmark that chose it, not settings. What a deployment
+# chooses is an optional reranker: a local sentence-transformers cross-encoder folder (empty: no reranking stage).
 KNOWLEDGE_RERANKER_MODEL = env("KNOWLEDGE_RERANKER_MODEL", default="")
 
 OPENAI_API_KEY = env("OPENAI_API_KEY", default="")

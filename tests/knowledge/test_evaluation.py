@@ -12,6 +12,7 @@ from core.errors import InvalidInput
 from knowledge import baseline, evaluation
 from knowledge.embeddings import HashingEmbedder
 from knowledge.models import Collection, Document
+from knowledge.search import SearchParams
 from tests.documents import pdf_bytes
 
 pytestmark = pytest.mark.django_db
@@ -103,9 +104,9 @@ def test_percentile_interpolates_between_values():
 
 
 def test_fewer_candidates_than_the_depth_cut_the_ranking_to_that_many_chunks():
-    assert evaluation.SearchOptions(candidates=50).depth == 50
-    assert evaluation.SearchOptions(candidates=500).depth == evaluation.CHUNK_DEPTH
-    assert evaluation.SearchOptions().depth == evaluation.CHUNK_DEPTH
+    assert evaluation.depth(SearchParams(candidates=50)) == 50
+    assert evaluation.depth(SearchParams(candidates=500)) == evaluation.CHUNK_DEPTH
+    assert evaluation.depth(SearchParams()) == evaluation.CHUNK_DEPTH
 
 
 # --- Reading a data set ----------------------------------------------------------------------------------------------

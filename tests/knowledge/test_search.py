@@ -6,6 +6,7 @@ from django.db import connection, transaction
 from knowledge import search, selectors, services
 from knowledge.embeddings import HASHING, MINILM, get_embedder
 from knowledge.models import Chunk, Document
+from knowledge.search import narrowing, params
 from tests.factories import CollectionFactory, GroupFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -55,7 +56,12 @@ def test_weighted_fusion_ranks_like_rrf_on_an_easy_question(django_capture_on_co
     collection = CollectionFactory(embedding_model=MINILM)
     fill(collection, PAGES, django_capture_on_commit_callbacks)
 
-    result = search.search(query="binary JSON storage", collections=[collection], limit=2, fusion="weighted")
+    result = search.search(
+        query="binary JSON storage",
+        collections=[collection],
+        limit=2,
+        params=search.SearchParams(fusion="weighted"),
+    )
 
     assert result.hits[0].source_name == "json.md"
     assert 0 < result.hits[0].score <= 2.0
@@ -145,7 +151,13 @@ def test_a_restrictive_filter_still_returns_k_dense_results():
             [small.pk, query_vector],
         )
         plan = " ".join(row[0] for row in cursor.fetchall())
-    result = search.search(query="anything", collections=[small], limit=10, mode="dense", ef_search=10)
+    result = search.search(
+        query="anything",
+        collections=[small],
+        limit=10,
+        mode="dense",
+        params=search.SearchParams(ef_search=10),
+    )
 
     assert "chunk_embedding_hnsw" in plan
     assert without_iteration < 10
@@ -198,7 +210,10 @@ def test_a_reranker_reorders_the_fused_candidates(django_capture_on_commit_callb
     fill(collection, PAGES, django_capture_on_commit_callbacks)
 
     result = search.search(
-        query="vacuum", collections=[collection], limit=2, rerank=True, reranker=ReverseReranker()
+        query="vacuum",
+        collections=[collection],
+        limit=2,
+        params=search.SearchParams(rerank=True, reranker=ReverseReranker()),
     )
 
     assert result.reranked
@@ -275,14 +290,14 @@ def test_the_chunk_table_is_vacuumed_when_many_of_its_rows_are_dead():
     assert dead == 0
 
 
-def stats(rows: float, **share: float) -> search.LexemeStatistics:
-    return search.LexemeStatistics(rows=rows, share=share, floor=min(share.values()))
+def stats(rows: float, **share: float) -> narrowing.LexemeStatistics:
+    return narrowing.LexemeStatistics(rows=rows, share=share, floor=min(share.values()))
 
 
 def test_lexical_candidates_keep_the_rarest_words_that_fit_the_budget():
     statistics = stats(100_000, row=0.30, delet=0.05, disk=0.02, reclaim=0.001)
 
-    kept = search._lexical_candidates("'reclaim' | 'disk' | 'delet' | 'row'", statistics, budget=2500)
+    kept = narrowing.lexical_candidates("'reclaim' | 'disk' | 'delet' | 'row'", statistics, budget=2500)
 
     # reclaim (~100 rows) and disk (~2,000) fit in 2,500; delet (~5,000) and row (~30,000) do not.
     assert kept == "'reclaim' | 'disk'"
@@ -293,28 +308,28 @@ def test_when_every_word_is_common_the_candidates_hold_the_rarest_words_together
     parsed = "'queri' & 'use' & 'index' & 'tabl'"
 
     # index alone: ~10,000 rows; with queri: ~2,000; with use as well: ~600.
-    assert search._lexical_candidates(parsed, statistics, budget=5_000) == "'index' & 'queri'"
-    assert search._lexical_candidates(parsed, statistics, budget=1_000) == "'index' & 'queri' & 'use'"
-    assert search._lexical_candidates(parsed, statistics, budget=1) == "'index' & 'queri' & 'use' & 'tabl'"
+    assert narrowing.lexical_candidates(parsed, statistics, budget=5_000) == "'index' & 'queri'"
+    assert narrowing.lexical_candidates(parsed, statistics, budget=1_000) == "'index' & 'queri' & 'use'"
+    assert narrowing.lexical_candidates(parsed, statistics, budget=1) == "'index' & 'queri' & 'use' & 'tabl'"
 
 
 def test_an_untracked_word_counts_as_rare_as_the_rarest_tracked_one():
     statistics = stats(1_000, tabl=0.4, index=0.01)
 
-    assert search._lexical_candidates("'tabl' | 'brin'", statistics, budget=100) == "'brin'"
+    assert narrowing.lexical_candidates("'tabl' | 'brin'", statistics, budget=100) == "'brin'"
 
 
 def test_lexical_candidates_leave_the_query_whole_when_every_word_fits():
     statistics = stats(100_000, row=0.30, reclaim=0.001)
 
-    assert search._lexical_candidates("'reclaim' | 'row'", statistics, budget=40_000) is None
+    assert narrowing.lexical_candidates("'reclaim' | 'row'", statistics, budget=40_000) is None
 
 
 def test_a_phrase_or_hyphenated_word_counts_as_its_rarest_word():
     statistics = stats(100_000, read=0.05, role=0.02, tabl=0.4, **{"read-on": 0.003})
     parsed = "'give' & 'role' & 'read-on' <-> 'read' & 'access' & 'tabl'"  # websearch_to_tsquery's output
 
-    kept = search._lexical_candidates(parsed, statistics, budget=2_000)
+    kept = narrowing.lexical_candidates(parsed, statistics, budget=2_000)
 
     # give and access are untracked (as rare as read-on, the rarest tracked: ~300 rows each).
     assert set(kept.split(" | ")) == {"'read-on'", "'give'", "'access'"}
@@ -332,11 +347,11 @@ def test_a_phrase_or_hyphenated_word_counts_as_its_rarest_word():
 def test_lexical_candidates_leave_single_terms_exclusions_and_groups_whole(parsed):
     statistics = stats(100_000, row=0.30, delet=0.05, disk=0.02, space=0.02)
 
-    assert search._lexical_candidates(parsed, statistics, budget=1) is None
+    assert narrowing.lexical_candidates(parsed, statistics, budget=1) is None
 
 
 def test_lexical_candidates_need_statistics():
-    assert search._lexical_candidates("'reclaim' | 'row'", None, budget=10) is None
+    assert narrowing.lexical_candidates("'reclaim' | 'row'", None, budget=10) is None
 
 
 def test_lexical_search_ranks_the_chunks_holding_the_rarer_words_and_still_ranks_by_the_whole_question(
@@ -352,9 +367,9 @@ def test_lexical_search_ranks_the_chunks_holding_the_rarer_words_and_still_ranks
     search.forget_lexeme_statistics()
     question = "table rows wraparound"
 
-    monkeypatch.setattr(search, "LEXICAL_CANDIDATE_BUDGET", 10)
+    monkeypatch.setattr(params, "LEXICAL_CANDIDATE_BUDGET", 10)
     narrowed = search.search(query=question, collections=[collection], limit=10, mode="lexical")
-    monkeypatch.setattr(search, "LEXICAL_CANDIDATE_BUDGET", 0)
+    monkeypatch.setattr(params, "LEXICAL_CANDIDATE_BUDGET", 0)
     whole = search.search(query=question, collections=[collection], limit=10, mode="lexical")
     search.forget_lexeme_statistics()
 
@@ -392,8 +407,8 @@ def test_terms_are_weighted_by_inverse_document_frequency(django_capture_on_comm
     )
 
     with connection.cursor() as cursor:
-        terms = search._weighted_terms(cursor, "'common' | 'rare' | 'miss' <-> 'rare'", None)
-        excluded = search._weighted_terms(cursor, "'common' & !'rare'", None)
+        terms = narrowing.weighted_terms(cursor, "'common' | 'rare' | 'miss' <-> 'rare'", None)
+        excluded = narrowing.weighted_terms(cursor, "'common' & !'rare'", None)
 
     weights = dict(terms)
     assert weights["'common'"] == pytest.approx(np.log(1 + 0.5 / 4.5))  # in all four chunks
@@ -413,7 +428,7 @@ def test_terms_are_weighted_by_inverse_document_frequency(django_capture_on_comm
 def test_a_page_that_answers_in_two_places_outranks_one_better_chunk_for_a_sentence(
     query, evidence, first, monkeypatch, django_capture_on_commit_callbacks
 ):
-    monkeypatch.setattr(search, "DOCUMENT_EVIDENCE", evidence)
+    monkeypatch.setattr(params, "DOCUMENT_EVIDENCE", evidence)
     collection = CollectionFactory(embedding_model=HASHING)
     pages = {
         "once.md": "# Notes B\n\nAutovacuum reclaims storage from dead rows, quickly.",
@@ -423,7 +438,13 @@ def test_a_page_that_answers_in_two_places_outranks_one_better_chunk_for_a_sente
     fill(collection, pages, django_capture_on_commit_callbacks)
 
     # Three candidates of four chunks: being one says something.
-    result = search.search(query=query, collections=[collection], limit=3, candidates=3, mode="lexical")
+    result = search.search(
+        query=query,
+        collections=[collection],
+        limit=3,
+        mode="lexical",
+        params=search.SearchParams(candidates=3),
+    )
 
     assert result.hits[0].source_name == first
     if first == "twice.md":

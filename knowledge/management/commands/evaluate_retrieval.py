@@ -12,6 +12,7 @@ from core.errors import DomainError
 from knowledge import evaluation, search
 from knowledge.baseline import BASELINE_MODES, OVERLAP_WORDS, WINDOW_WORDS, Baseline
 from knowledge.embeddings import get_embedder
+from knowledge.search import params as tuning
 
 
 class Command(BaseCommand):
@@ -20,7 +21,7 @@ class Command(BaseCommand):
         "corpus into a scratch collection through the real pipeline, run every query in each mode, and print "
         "nDCG@10, Recall@10, Recall@100, MRR@10 and latency side by side, beside a naive baseline computed in "
         "the same run (fixed windows of 180 words, BM25, the same embedding model, RRF; knowledge/baseline.py) "
-        "and the product's difference from the best baseline. Retrieval's tuning is knowledge/search.py's constants "
+        "and the product's difference from the best baseline. Retrieval's tuning is knowledge/search/params.py's constants "
         "(RRF_K, LEXICAL_OPERATOR, ...); the options below override some of them for the run."
     )
 
@@ -45,18 +46,18 @@ class Command(BaseCommand):
             default="lexical,dense,hybrid,baseline-bm25,baseline-dense,baseline-rrf",
             help="comma-separated: " + ",".join(evaluation.EVAL_MODES),
         )
-        parser.add_argument("--fusion", choices=["rrf", "weighted"], help=f"default: {search.FUSION}")
-        parser.add_argument("--dense-weight", type=float, help=f"default: {search.HYBRID_DENSE_WEIGHT}")
+        parser.add_argument("--fusion", choices=["rrf", "weighted"], help=f"default: {tuning.FUSION}")
+        parser.add_argument("--dense-weight", type=float, help=f"default: {tuning.HYBRID_DENSE_WEIGHT}")
         parser.add_argument(
             "--lexical-weight",
             type=float,
-            help=f"default: by the query's shape, {search.HYBRID_TERM_LEXICAL_WEIGHT} for a term to "
-            f"{search.HYBRID_LEXICAL_WEIGHT} for a sentence",
+            help=f"default: by the query's shape, {tuning.HYBRID_TERM_LEXICAL_WEIGHT} for a term to "
+            f"{tuning.HYBRID_LEXICAL_WEIGHT} for a sentence",
         )
         parser.add_argument(
             "--candidates",
             type=int,
-            help=f"chunks each retriever contributes (default: the larger of {search.SEARCH_CANDIDATES} and "
+            help=f"chunks each retriever contributes (default: the larger of {tuning.SEARCH_CANDIDATES} and "
             f"{evaluation.CHUNK_DEPTH}, so that every mode ranks as deep); fewer also cuts each ranking to that "
             "many chunks, which caps Recall@100",
         )
@@ -99,9 +100,9 @@ class Command(BaseCommand):
 
         product_modes = [mode for mode in modes if mode not in BASELINE_MODES]
         imported = self._import(dataset, slug, reuse=options["reuse"]) if product_modes else None
-        search_options = evaluation.SearchOptions(
+        search_params = search.SearchParams(
             fusion=options["fusion"],
-            candidates=options["candidates"] or max(search.SEARCH_CANDIDATES, evaluation.CHUNK_DEPTH),
+            candidates=options["candidates"] or max(tuning.SEARCH_CANDIDATES, evaluation.CHUNK_DEPTH),
             dense_weight=options["dense_weight"],
             lexical_weight=options["lexical_weight"],
             reranker=reranker,
@@ -110,21 +111,21 @@ class Command(BaseCommand):
         if any(mode in BASELINE_MODES for mode in modes):
             baseline = self._baseline(dataset)
         runs = [
-            self._run(mode, dataset, imported, search_options)
+            self._run(mode, dataset, imported, search_params)
             if mode not in BASELINE_MODES
             else self._run_baseline(mode, dataset, baseline)
             for mode in modes
         ]
-        self._table(runs, search_options)
+        self._table(runs, search_params)
         if options["json"]:
-            self._json(Path(options["json"]), runs, search_options)
+            self._json(Path(options["json"]), runs, search_params)
 
     def _run(
         self,
         mode: Any,
         dataset: evaluation.Dataset,
         imported: evaluation.CorpusImported | None,
-        search_options: evaluation.SearchOptions,
+        search_params: search.SearchParams,
     ) -> evaluation.ModeRun:
         assert imported is not None  # imported whenever a product mode is asked for
         with tqdm(total=len(dataset.queries), unit="query", desc=mode, disable=None, file=sys.stderr) as bar:
@@ -132,7 +133,7 @@ class Command(BaseCommand):
                 mode=mode,
                 dataset=dataset,
                 imported=imported,
-                options=search_options,
+                params=search_params,
                 on_query=lambda done, total: bar.update(done - bar.n),
             )
 
@@ -182,13 +183,13 @@ class Command(BaseCommand):
         except DomainError as exc:
             raise CommandError(exc.message) from exc
 
-    def _table(self, runs: list[evaluation.ModeRun], search_options: evaluation.SearchOptions) -> None:
+    def _table(self, runs: list[evaluation.ModeRun], search_params: search.SearchParams) -> None:
         self.stdout.write(
-            f"fusion={search_options.fusion or search.FUSION} rrf_k={search.RRF_K} "
-            f"weights dense={_or(search_options.dense_weight, search.HYBRID_DENSE_WEIGHT)} "
-            f"lexical={_or(search_options.lexical_weight, search.HYBRID_LEXICAL_WEIGHT)} "
-            f"operator={search.LEXICAL_OPERATOR} ts_norm={search.TS_RANK_NORMALIZATION} "
-            f"candidates={search_options.candidates} chunks/query={search_options.depth}"
+            f"fusion={search_params.fusion or tuning.FUSION} rrf_k={tuning.RRF_K} "
+            f"weights dense={_or(search_params.dense_weight, tuning.HYBRID_DENSE_WEIGHT)} "
+            f"lexical={_or(search_params.lexical_weight, tuning.HYBRID_LEXICAL_WEIGHT)} "
+            f"operator={tuning.LEXICAL_OPERATOR} ts_norm={tuning.TS_RANK_NORMALIZATION} "
+            f"candidates={search_params.candidates} chunks/query={evaluation.depth(search_params)}"
         )
         rows = [
             ("", *(run.mode for run in runs)),
@@ -218,18 +219,16 @@ class Command(BaseCommand):
                 )
             )
 
-    def _json(
-        self, path: Path, runs: list[evaluation.ModeRun], search_options: evaluation.SearchOptions
-    ) -> None:
+    def _json(self, path: Path, runs: list[evaluation.ModeRun], search_params: search.SearchParams) -> None:
         payload = {
             "settings": {
-                "fusion": search_options.fusion or search.FUSION,
-                "rrf_k": search.RRF_K,
-                "dense_weight": _or(search_options.dense_weight, search.HYBRID_DENSE_WEIGHT),
-                "lexical_weight": _or(search_options.lexical_weight, search.HYBRID_LEXICAL_WEIGHT),
-                "lexical_operator": search.LEXICAL_OPERATOR,
-                "ts_rank_normalization": search.TS_RANK_NORMALIZATION,
-                "candidates": search_options.candidates,
+                "fusion": search_params.fusion or tuning.FUSION,
+                "rrf_k": tuning.RRF_K,
+                "dense_weight": _or(search_params.dense_weight, tuning.HYBRID_DENSE_WEIGHT),
+                "lexical_weight": _or(search_params.lexical_weight, tuning.HYBRID_LEXICAL_WEIGHT),
+                "lexical_operator": tuning.LEXICAL_OPERATOR,
+                "ts_rank_normalization": tuning.TS_RANK_NORMALIZATION,
+                "candidates": search_params.candidates,
             },
             "modes": {
                 run.mode: {
