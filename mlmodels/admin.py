@@ -57,7 +57,8 @@ class TrainForm(forms.Form):
     activate = forms.BooleanField(
         required=False,
         help_text="Make it the active version once trained. Without this, it becomes active only if there is "
-        "no active version of its kind.",
+        "no active version of its kind, or in place of a first start's quick-start model if it validates at "
+        "least as well.",
     )
 
     def request_arguments(self) -> dict[str, Any]:

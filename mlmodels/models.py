@@ -81,6 +81,7 @@ class ModelVersion(models.Model):
     )
     quick_start = models.BooleanField(
         default=False,
+        db_default=False,  # a replica still on the previous release inserts versions without the column
         help_text="A small model the first start trains in seconds so that predictions work at once; the full "
         "model queued behind it replaces it.",
     )

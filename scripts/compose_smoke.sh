@@ -191,7 +191,8 @@ timing "db and redis images" "$(elapsed_since "$step")"
 
 # podman-compose 1.0.3 (Debian 12) reads env_file entries only as paths, not Compose's `{path, required}` form: the
 # copy it reads names the run's own settings file instead of the optional .env (a local .env is not the stack's
-# wiring). One epoch for the digits model that ensure_models queues: the check is that the worker consumes.
+# wiring). One epoch for the full digits model that ensure_models queues behind the quick-start one: the check is
+# that the training worker consumes.
 printf '%s\n' MLMODELS_MNIST_DEFAULT_EPOCHS=1 >"$state/smoke.env"
 python3 - "$repo/docker-compose.yml" "$state/docker-compose.yml" "$state/smoke.env" <<'EOF'
 import sys

@@ -178,7 +178,8 @@ password=$(python3 -c 'import secrets; print(secrets.token_urlsafe(16))')
 app_env=(
   -e "DATABASE_URL=$postgres/$database" -e "CELERY_BROKER_URL=$redis"
   -e DJANGO_DEBUG=0 -e "DJANGO_ALLOWED_HOSTS=127.0.0.1,localhost"
-  # One epoch for the digits model that ensure_models queues: the check is that it trains, not how well.
+  # One epoch for the full digits model that ensure_models queues behind the quick-start one (3 epochs, always):
+  # the check is that they train, not how well.
   -e MLMODELS_MNIST_DEFAULT_EPOCHS=1
 )
 start_web() {

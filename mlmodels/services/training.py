@@ -121,13 +121,14 @@ def _send_training(version_id: int) -> None:
 def model_version_train(
     *, version_id: int, task_id: str = "", on_progress: ProgressCallback | None = None
 ) -> ModelVersion:
-    """Train a requested version and record it READY with its artifact (activating it when it was asked to be, or
-    when its kind has no active version), or FAILED with the reason.
+    """Train a requested version and record it READY with its artifact (activating it when it was asked to be, when
+    its kind has no active version, or in place of a first start's quick-start model: `_becomes_active`), or FAILED
+    with the reason.
 
     Idempotent: a finished version, or one that a live worker holds, is left alone. Errors of the database
     connection propagate so that the task is retried. Raises ModelVersionNotFound."""
     owner = task_id or f"process-{os.getpid()}-{threading.get_ident()}"
-    version = _claim(version_id, owner)
+    version = _claim(version_id, owner, queued=bool(task_id))
     if version is None:
         return selectors.model_version_get(version_id=version_id)
     try:
@@ -148,8 +149,9 @@ def model_version_train(
     return selectors.model_version_get(version_id=version_id)
 
 
-def _claim(version_id: int, owner: str) -> ModelVersion | None:
-    """Take the version for this run, or say (None) that there is nothing to do."""
+def _claim(version_id: int, owner: str, *, queued: bool) -> ModelVersion | None:
+    """Take the version for this run, or say (None) that there is nothing to do. A queued quick-start version (only
+    `models_ensure` queues them) that a full model has overtaken is failed instead: it could not become active."""
     now = timezone.now()
     with transaction.atomic():
         version = ModelVersion.objects.select_for_update().filter(pk=version_id).first()
@@ -158,6 +160,20 @@ def _claim(version_id: int, owner: str) -> ModelVersion | None:
                 f"Model version {version_id} does not exist (deleted before it was trained?)."
             )
         if version.is_finished:
+            return None
+        if (
+            queued
+            and version.quick_start
+            and not version.activate_when_ready
+            and ModelVersion.objects.of_kind(version.kind).active().filter(quick_start=False).exists()
+        ):
+            # Queued again (a lost message, a killed worker) after a full model became active: it could not win.
+            version.status = ModelVersion.Status.FAILED
+            version.error = (
+                "Not trained: a full model became active first, and a quick-start model never replaces it."
+            )
+            version.finished_at = now
+            version.save(update_fields=["status", "error", "finished_at", "updated_at"])
             return None
         claim = jobs.job_claim(
             version,
@@ -288,17 +304,24 @@ def _record(version: ModelVersion, owner: str, result: TrainingResult) -> None:
 
 def _becomes_active(version: ModelVersion) -> bool:
     """A version just trained is activated when asked to, when its kind has no active version, or when the active
-    one is a quick-start model and this full one is at least as accurate on the validation digits (a full model
-    that is worse stays ready for staff to look at). A quick-start model never replaces an active one."""
-    if version.activate_when_ready and not version.quick_start:
+    one is the quick-start model of a first start and this full one is at least as accurate on the same validation
+    digits (a full model that is worse stays ready for staff to look at). Unasked, a quick-start model never
+    replaces an active one, and once a full model has been active (staff may roll back to the quick-start one) no
+    full model replaces anything unasked."""
+    if version.activate_when_ready:
         return True
-    active = ModelVersion.objects.of_kind(version.kind).active().only("quick_start", "metrics").first()
+    of_kind = ModelVersion.objects.of_kind(version.kind)
+    active = of_kind.active().only("quick_start", "metrics", "dataset").first()
     if active is None:
         return True
     if version.quick_start or not active.quick_start:
         return False
+    if of_kind.filter(quick_start=False, activated_at__isnull=False).exists():
+        return False
+    if version.dataset.get("n_validation") != active.dataset.get("n_validation"):
+        return False  # accuracies on different validation sets do not compare
     mine, theirs = version.metrics.get("val_accuracy"), active.metrics.get("val_accuracy")
-    return mine is None or theirs is None or mine >= theirs
+    return mine is not None and theirs is not None and mine >= theirs
 
 
 def _check_round_trip(kind: str, model: Any, data: bytes) -> None:

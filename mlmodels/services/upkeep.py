@@ -90,7 +90,25 @@ def models_ensure() -> list[Ensured]:
             active = versions.active().first()
             running = versions.in_progress().first()
             ready = versions.ready().first()
-            if active is not None:
+            if (
+                active is not None
+                and active.quick_start
+                and not versions.filter(quick_start=False).exclude(status=ModelVersion.Status.FAILED).exists()
+            ):
+                # The full model queued behind the quick-start one failed or was deleted: queue it again.
+                full = model_version_request(
+                    kind=kind, architecture=default_architecture(kind), options=default_options(kind)
+                )
+                ensured.append(
+                    Ensured(
+                        kind,
+                        "queued",
+                        full,
+                        f"{active} is active; {full} is queued for training and replaces it when ready if it "
+                        "validates at least as well.",
+                    )
+                )
+            elif active is not None:
                 ensured.append(Ensured(kind, "active", active, f"{active} is active."))
             elif running is not None:
                 ensured.append(
@@ -117,7 +135,7 @@ def models_ensure() -> list[Ensured]:
                         "quick-start-queued",
                         quick,
                         f"{quick} is queued for training (under a minute) and becomes active when ready; {full} is "
-                        "queued behind it and replaces it when ready.",
+                        "queued behind it and replaces it when ready if it validates at least as well.",
                     )
                 )
             else:

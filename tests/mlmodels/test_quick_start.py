@@ -113,3 +113,78 @@ def test_the_pages_and_the_api_say_the_quick_start_model_is_answering(
     listed = client.get("/api/ml/models", HTTP_AUTHORIZATION=f"Token {reader_token}").json()["versions"]
     versions = {v["id"]: v for v in listed}
     assert versions[quick.pk]["quick_start"] is True and versions[full.pk]["quick_start"] is False
+
+
+def test_a_full_model_validated_on_other_digits_does_not_replace_the_quick_start_one(
+    monkeypatch, mnist_result
+):
+    quick = _train(monkeypatch, _with_val_accuracy(mnist_result, 0.90), quick_start=True)
+    other_split = dataclasses.replace(
+        _with_val_accuracy(mnist_result, 0.99), dataset={**mnist_result.dataset, "n_validation": 123}
+    )
+    full = _train(monkeypatch, other_split)
+
+    assert not full.is_active
+    assert selectors.model_version_active(kind="mnist").pk == quick.pk
+
+
+def test_after_a_rollback_to_the_quick_start_model_a_full_one_replaces_it_only_when_asked(
+    monkeypatch, mnist_result
+):
+    quick = _train(monkeypatch, mnist_result, quick_start=True)
+    _train(monkeypatch, mnist_result)  # replaces the quick-start model
+    services.model_version_activate(version_id=quick.pk)  # staff roll back
+
+    unasked = _train(monkeypatch, _with_val_accuracy(mnist_result, 0.999))
+    assert not unasked.is_active
+    assert selectors.model_version_active(kind="mnist").pk == quick.pk
+    asked = _train(monkeypatch, mnist_result, activate=True)
+    assert selectors.model_version_active(kind="mnist").pk == asked.pk
+
+
+def test_a_quick_start_model_asked_to_be_activated_is(monkeypatch, mnist_result):
+    full = _train(monkeypatch, mnist_result)
+    quick = _train(monkeypatch, mnist_result, quick_start=True, activate=True)
+
+    assert quick.is_active
+    full.refresh_from_db()
+    assert not full.is_active
+
+
+def test_a_quick_start_model_queued_again_after_a_full_one_became_active_is_not_trained(
+    monkeypatch, mnist_result
+):
+    quick = services.model_version_request(
+        kind="mnist",
+        architecture=QUICK_START_ARCHITECTURE,
+        options=QUICK_START_OPTIONS,
+        quick_start=True,
+        enqueue=False,
+    )
+    full = _train(monkeypatch, mnist_result)
+    monkeypatch.setattr(training, "train_mnist", lambda **options: pytest.fail("superseded: not trained"))
+
+    services.model_version_train(version_id=quick.pk, task_id="task-sent-again")
+
+    quick.refresh_from_db()
+    assert quick.status == ModelVersion.Status.FAILED and "a full model became active first" in quick.error
+    assert selectors.model_version_active(kind="mnist").pk == full.pk
+
+
+def test_ensure_queues_the_full_model_again_when_the_one_behind_the_quick_start_model_failed(
+    monkeypatch, mnist_result, django_capture_on_commit_callbacks
+):
+    quick = _train(monkeypatch, mnist_result, quick_start=True)
+    failed = services.model_version_request(kind="mnist", enqueue=False)
+    ModelVersion.objects.filter(pk=failed.pk).update(status=ModelVersion.Status.FAILED, error="time limit")
+
+    with django_capture_on_commit_callbacks() as callbacks:
+        ensured = {e.kind: e for e in services.models_ensure()}
+    with django_capture_on_commit_callbacks() as again:
+        second = {e.kind: e for e in services.models_ensure()}
+
+    queued = ensured["mnist"].version
+    assert ensured["mnist"].outcome == "queued" and not queued.quick_start and queued.pk != failed.pk
+    assert f"{quick} is active; {queued} is queued" in ensured["mnist"].message
+    assert len(callbacks) == 2  # titanic and the full digits model
+    assert second["mnist"].outcome == "active" and len(again) == 0  # the full digits model is queued once

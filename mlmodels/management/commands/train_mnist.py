@@ -13,7 +13,8 @@ class Command(TrainingCommand):
     help = (
         "Train a new version of the MNIST model in this process on the 55,000 training digits (the last 5,000 "
         "validate each epoch) and evaluate it on the 10,000 test digits. It is recorded as a version, and becomes "
-        "active with --activate or when no version is active."
+        "active with --activate, when no version is active, or in place of a first start's quick-start model if "
+        "it validates at least as well."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
