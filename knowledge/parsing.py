@@ -686,11 +686,13 @@ def parse_pdf(
     on_page: Callable[[int, int], None] | None = None,
     ocr_options: OcrOptions | None = None,
 ) -> ParsedDocument:
-    """The PDF's text layer page by page; a page without one that holds a picture (a scan) is OCRed instead, so that
-    a PDF mixing typed and scanned pages keeps both. More scanned pages than the OCR page cap fail the whole
-    document before any is read: it is never half-indexed."""
+    """The PDF's text layer page by page, the tables it lays out as table blocks (`pdf_tables`); a page without one
+    that holds a picture (a scan) is OCRed instead, so that a PDF mixing typed and scanned pages keeps both. More
+    scanned pages than the OCR page cap fail the whole document before any is read: it is never half-indexed."""
     import pypdfium2 as pdfium
     import pypdfium2.raw as pdfium_c
+
+    from knowledge import pdf_tables
 
     options = ocr_options or OcrOptions()
     try:
@@ -707,16 +709,25 @@ def parse_pdf(
         # First the text layers, which are cheap, to know which pages are scans before OCRing any of them.
         texts: list[str] = []
         scanned: list[int] = []
+        # The text and tables of each page that has a table; the other pages are read from `texts`.
+        with_tables: dict[int, list[str | pdf_tables.Table]] = {}
         for index in range(page_count):
             page = pdf[index]
             try:
                 textpage = page.get_textpage()
-                page_text = textpage.get_text_bounded()
-                textpage.close()
-                if sum(c.isalnum() for c in page_text) < MIN_TEXT_LAYER_CHARS and any(
-                    True for _ in page.get_objects(filter=[pdfium_c.FPDF_PAGEOBJ_IMAGE], max_depth=4)
-                ):
-                    scanned.append(index)
+                try:
+                    page_text = textpage.get_text_bounded()
+                    if sum(c.isalnum() for c in page_text) >= MIN_TEXT_LAYER_CHARS:
+                        pieces = pdf_tables.page_tables(textpage)
+                        if pieces is not None:
+                            before = with_tables.get(index - 1)
+                            with_tables[index] = pdf_tables.continued(before, pieces) if before else pieces
+                    elif any(
+                        True for _ in page.get_objects(filter=[pdfium_c.FPDF_PAGEOBJ_IMAGE], max_depth=4)
+                    ):
+                        scanned.append(index)
+                finally:
+                    textpage.close()
             finally:
                 page.close()
             texts.append(page_text)
@@ -732,6 +743,15 @@ def parse_pdf(
                 if not page_read.is_noise:
                     for paragraph in _ocr_paragraphs(page_read):
                         builder.add_block(paragraph, headings, index + 1)
+            elif index in with_tables:
+                for piece in with_tables.pop(index):
+                    if isinstance(piece, str):
+                        for paragraph in _pdf_paragraphs(piece):
+                            builder.add_block(paragraph, headings, index + 1)
+                    else:
+                        _add_table(
+                            builder, piece.rows, header=piece.header, headings=headings, page=index + 1
+                        )
             else:
                 for paragraph in _pdf_paragraphs(texts[index]):
                     builder.add_block(paragraph, headings, index + 1)

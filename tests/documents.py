@@ -25,6 +25,34 @@ def pdf_bytes(
     return bytes(pdf.output())
 
 
+def positioned_pdf_bytes(pages: list[list[tuple[float, float, str, str]]], *, size: float = 10) -> bytes:
+    """A PDF whose text stands where it is told, as a typesetter places it: each page a list of (x, y, text, font),
+    x and y in millimetres from the top left corner (y the baseline), font "helvetica", "helvetica-bold" or
+    "courier"."""
+    from fpdf import FPDF
+
+    pdf = FPDF()
+    for items in pages:
+        pdf.add_page()
+        for x, y, text, font in items:
+            family, _, weight = font.partition("-")
+            pdf.set_font(family, style="B" if weight == "bold" else "", size=size)
+            pdf.text(x, y, text)
+    return bytes(pdf.output())
+
+
+def table_items(
+    header: list[str] | None, rows: list[list[str]], *, columns: list[float], top: float, pitch: float = 5.5
+) -> list[tuple[float, float, str, str]]:
+    """The cells of a table for `positioned_pdf_bytes`: the header row (if any) in bold, each column starting at
+    its x."""
+    items = []
+    for number, row in enumerate([header, *rows] if header else rows):
+        font = "helvetica-bold" if header and number == 0 else "helvetica"
+        items += [(x, top + number * pitch, cell, font) for x, cell in zip(columns, row, strict=True) if cell]
+    return items
+
+
 def scanned_pdf_bytes() -> bytes:
     """A PDF whose only content is a picture of text: no text layer, as a scanner makes."""
     from fpdf import FPDF

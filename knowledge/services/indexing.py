@@ -60,7 +60,8 @@ _WRITE_BATCH = 500
 # document's chunks would be: the documents indexed before are then indexed again in the background
 # (`documents_refresh_outdated`), each keeping its old chunks in search until its new ones replace them.
 # 1: before it was recorded. 2: tables as Markdown rows with their header, spreadsheets, slides, e-books, OCR.
-INDEX_VERSION = 2
+# 3: tables in PDF text layers as Markdown rows (knowledge/pdf_tables.py).
+INDEX_VERSION = 3
 # Outdated documents queued per sweep, and only while no other document waits or runs.
 REFRESH_BATCH = 10
 

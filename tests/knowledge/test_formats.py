@@ -2,6 +2,7 @@
 a chunk of table rows still carries its header row, and ingested to READY or FAILED with a reason."""
 
 import io
+import textwrap
 import zipfile
 
 import pytest
@@ -342,6 +343,164 @@ def test_word_tables_become_markdown_rows_under_their_heading():
     assert [(block.headings, block.text) for block in parsed.blocks] == [
         (("Price list",), "| Item | Price |\n|---|---|\n| Tea | 3 |\n| Coffee | 4 |")
     ]
+
+
+# --- Tables in PDF text layers -------------------------------------------------------------------------------------
+
+
+def prose_lines(text: str, *, x: float, top: float, width: int, pitch: float = 5.0):
+    return [(x, top + n * pitch, line, "helvetica") for n, line in enumerate(textwrap.wrap(text, width))]
+
+
+PROSE = (
+    "Autovacuum is a background process that removes the dead rows left behind by updates and deletes, so that "
+    "the space they take can be used again, and it keeps the statistics that the planner relies on fresh. It "
+    "starts one worker for each database in turn and never needs to be run by hand on a healthy server, though a "
+    "very busy table can outpace it when its thresholds are left at their defaults for a long time."
+)
+
+
+def test_a_pdf_table_becomes_markdown_rows_with_its_header_between_the_text_around_it():
+    table = documents.table_items(
+        ["Setting", "Default", "Unit"],
+        [
+            ["work_mem", "4", "MB"],
+            ["max_connections", "100", "connections"],
+            ["shared_buffers", "128", "MB"],
+            ["statement_timeout", "0", "ms"],
+        ],
+        columns=[20, 70, 100],
+        top=40,
+    )
+    page = [
+        (20, 30, "The limits below apply to every server.", "helvetica"),
+        *table,
+        (20, 75, "Restart the server after changing them.", "helvetica"),
+    ]
+
+    parsed = parsing.parse(documents.positioned_pdf_bytes([page]), filename="limits.pdf")
+
+    assert [(block.page, block.table, block.text) for block in parsed.blocks] == [
+        (1, False, "The limits below apply to every server."),
+        (
+            1,
+            True,
+            "| Setting | Default | Unit |\n|---|---|---|\n| work_mem | 4 | MB |\n"
+            "| max_connections | 100 | connections |\n| shared_buffers | 128 | MB |\n| statement_timeout | 0 | ms |",
+        ),
+        (1, False, "Restart the server after changing them."),
+    ]
+
+
+def test_a_pdf_table_header_is_told_by_its_font_or_by_words_over_numbers_and_a_list_of_terms_has_none():
+    numbers = [
+        (x, 30 + n * 5.5, cell, "helvetica")
+        for n, row in enumerate([["Year", "Releases"], ["2022", "14"], ["2023", "17"], ["2024", "21"]])
+        for x, cell in zip([20, 60], row, strict=True)
+    ]
+    terms = [
+        (x, 80 + n * 5.5, cell, "helvetica")
+        for n, row in enumerate(
+            [["C-a", "Go to the beginning."], ["C-e", "Go to the end."], ["M-b", "Go back."]]
+        )
+        for x, cell in zip([20, 60], row, strict=True)
+    ]
+
+    parsed = parsing.parse(documents.positioned_pdf_bytes([numbers, terms]), filename="lists.pdf")
+
+    assert [block.text for block in parsed.blocks] == [
+        "| Year | Releases |\n|---|---|\n| 2022 | 14 |\n| 2023 | 17 |\n| 2024 | 21 |",
+        "| C-a | Go to the beginning. |\n| C-e | Go to the end. |\n| M-b | Go back. |",
+    ]
+
+
+def test_a_long_pdf_table_repeats_its_header_in_every_chunk():
+    rows = [[f"setting_{i}", f"{i} ms", f"Controls part {i}."] for i in range(44)]
+    page = [
+        *prose_lines(PROSE, x=20, top=20, width=95),
+        *documents.table_items(["Name", "Default", "Meaning"], rows, columns=[20, 60, 90], top=50),
+    ]
+
+    drafts = chunks(parsing.parse(documents.positioned_pdf_bytes([page]), filename="settings.pdf"))
+
+    assert drafts[0].text.startswith("Autovacuum is a background process")
+    table_chunks = [draft for draft in drafts if "setting_" in draft.text]
+    assert len(table_chunks) > 2
+    assert all("| Name | Default | Meaning |\n|---|---|---|\n" in draft.text for draft in table_chunks)
+    assert all(draft.text.startswith("| Name |") for draft in table_chunks[1:])
+    assert sum(draft.text.count("| setting_") for draft in table_chunks) == 44
+
+
+def test_a_pdf_table_going_on_at_the_head_of_the_next_page_keeps_its_header_there():
+    rows = [[f"code_{i}", f"{i * 7}", f"Reason {i}"] for i in range(12)]
+    foot = [
+        *prose_lines(PROSE, x=20, top=20, width=95),
+        *documents.table_items(["Code", "Count", "Reason"], rows[:8], columns=[20, 60, 90], top=240),
+    ]
+    head = documents.table_items(None, rows[8:], columns=[20, 60, 90], top=20)
+    after_prose = [
+        *prose_lines(PROSE, x=20, top=20, width=95),
+        *documents.table_items(None, rows[8:], columns=[20, 60, 90], top=50),
+    ]
+
+    continued = parsing.parse(documents.positioned_pdf_bytes([foot, head]), filename="codes.pdf")
+    separate = parsing.parse(documents.positioned_pdf_bytes([foot, after_prose]), filename="codes.pdf")
+
+    second_page = [block.text for block in continued.blocks if block.page == 2]
+    assert second_page == [
+        "| Code | Count | Reason |\n|---|---|---|\n| code_8 | 56 | Reason 8 |\n| code_9 | 63 | Reason 9 |\n"
+        "| code_10 | 70 | Reason 10 |\n| code_11 | 77 | Reason 11 |"
+    ]
+    assert [block.text for block in separate.blocks if block.page == 2 and block.table] == [
+        "| code_8 | 56 | Reason 8 |\n| code_9 | 63 | Reason 9 |\n| code_10 | 70 | Reason 10 |\n"
+        "| code_11 | 77 | Reason 11 |"
+    ]
+
+
+def two_text_columns() -> bytes:
+    # Lines of 42 characters side by side: short enough for cells, but each has the words of a sentence.
+    return documents.positioned_pdf_bytes(
+        [[*prose_lines(PROSE, x=20, top=30, width=42), *prose_lines(PROSE[::-1], x=110, top=30, width=42)]]
+    )
+
+
+def contents_page() -> bytes:
+    # Short dot leaders, so that only the leaders tell these lines from a table's rows.
+    entries = [("1", "Introduction", "1"), ("1.1", "Getting started", "3"), ("1.2", "Maintenance", "7")]
+    entries += [("2", "Replication", "12"), ("2.1", "Streaming", "15")]
+    items = []
+    for n, (number, title, page) in enumerate(entries):
+        y = 30 + n * 6
+        items += [(20, y, number, "helvetica"), (35, y, f"{title} " + ". " * 10, "helvetica")]
+        items.append((110, y, page, "helvetica"))
+    return documents.positioned_pdf_bytes([items])
+
+
+def code_listing() -> bytes:
+    code = ["x <- c(1, 2, 3)", "y <- x^2", "fit <- lm(y ~ x)", "summary(fit)"]
+    items = [(20, 30 + n * 5, line, "courier") for n, line in enumerate(code)]
+    items += [(90, 30 + n * 5, f"# step {n}: see the text", "courier") for n in range(len(code))]
+    return documents.positioned_pdf_bytes([items])
+
+
+@pytest.mark.parametrize(
+    ("build", "kept"),
+    [
+        (lambda: documents.pdf_bytes([PROSE * 3]), "removes the dead rows"),
+        (two_text_columns, "removes the dead rows"),
+        (contents_page, "Getting started"),
+        (code_listing, "fit <- lm(y ~ x)"),
+    ],
+    ids=["prose", "two text columns", "contents with dot leaders", "code listing"],
+)
+def test_a_pdf_page_that_only_lines_up_like_a_table_stays_text(build, kept):
+    data = build()
+
+    parsed = parsing.parse(data, filename="book.pdf")
+
+    assert not any(block.table for block in parsed.blocks)
+    assert "|" not in parsed.text
+    assert kept in parsed.text
 
 
 # --- Ingestion -----------------------------------------------------------------------------------------------------
