@@ -340,7 +340,7 @@ def mnist_model(
             dropout=0.25,
             learning_rate=2e-3,
             batch_size=128,
-            max_epochs=epochs or 12,
+            max_epochs=epochs or (15 if augment else 12),
             lr_schedule="cosine",
             n_iter_no_change=100,
             augmentation=ImageAugmenter((28, 28, 1), max_shift=2.0, max_rotation=10.0, max_scale=0.08)
