@@ -61,6 +61,20 @@ def blas_threads() -> int:
     return os.cpu_count() or 1
 
 
+def blas_kernel() -> str:
+    """The BLAS library NumPy runs with and the CPU kernel it chose, e.g. "openblas 0.3.31 (SkylakeX)"."""
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return "unknown (threadpoolctl is not installed)"
+    found = [
+        f"{info.get('internal_api')} {info.get('version')} ({info.get('architecture') or 'kernel not reported'})"
+        for info in threadpool_info()
+        if info.get("user_api") == "blas"
+    ]
+    return ", ".join(found) or "none found"
+
+
 class BackgroundMeter:
     """Share of the machine's CPU time used by *other* processes while a block ran (Linux only).
 
@@ -375,8 +389,12 @@ def main(argv: list[str] | None = None) -> int:
     threads = blas_threads()
     n_train = 10000 if args.quick else 55000
     rounds = args.rounds or (2 if args.quick else 3)
-    print(f"NumPy {np.__version__}, BLAS threads {threads}, cpu count {os.cpu_count()}, load {load_load()}")
-    results: dict[str, Any] = {"threads": threads, "numpy": np.__version__}
+    kernel = blas_kernel()
+    print(
+        f"NumPy {np.__version__}, BLAS {kernel}, BLAS threads {threads}, cpu count {os.cpu_count()}, "
+        f"load {load_load()}"
+    )
+    results: dict[str, Any] = {"threads": threads, "numpy": np.__version__, "blas": kernel}
 
     if "logreg" in wanted:
         r = bench_logreg(repeats=100 if not args.quick else 25)
