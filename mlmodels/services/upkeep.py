@@ -66,6 +66,13 @@ def model_versions_recover_stalled() -> list[int]:
     return touched
 
 
+def _request_default(kind: str) -> ModelVersion:
+    """The full model of `kind` that `ensure_models` trains (MNIST with MLMODELS_MNIST_DEFAULT_ARCH), queued."""
+    return model_version_request(
+        kind=kind, architecture=default_architecture(kind), options=default_options(kind)
+    )
+
+
 @dataclass(frozen=True)
 class Ensured:
     kind: str
@@ -96,9 +103,7 @@ def models_ensure() -> list[Ensured]:
                 and not versions.filter(quick_start=False).exclude(status=ModelVersion.Status.FAILED).exists()
             ):
                 # The full model queued behind the quick-start one failed or was deleted: queue it again.
-                full = model_version_request(
-                    kind=kind, architecture=default_architecture(kind), options=default_options(kind)
-                )
+                full = _request_default(kind)
                 ensured.append(
                     Ensured(
                         kind,
@@ -126,9 +131,7 @@ def models_ensure() -> list[Ensured]:
                     options=QUICK_START_OPTIONS,
                     quick_start=True,
                 )
-                full = model_version_request(
-                    kind=kind, architecture=default_architecture(kind), options=default_options(kind)
-                )
+                full = _request_default(kind)
                 ensured.append(
                     Ensured(
                         kind,
@@ -139,9 +142,7 @@ def models_ensure() -> list[Ensured]:
                     )
                 )
             else:
-                version = model_version_request(
-                    kind=kind, architecture=default_architecture(kind), options=default_options(kind)
-                )
+                version = _request_default(kind)
                 ensured.append(
                     Ensured(
                         kind,
