@@ -38,7 +38,7 @@ class TrainForm(forms.Form):
         min_value=1,
         max_value=500,
         required=False,
-        help_text="MNIST only. Blank: the architecture's default (MLP 20, CNN 12; with augmentation 40 and 15).",
+        help_text="MNIST only. Blank: the architecture's default (MLP 20, CNN 12; with augmentation 60 and 15).",
     )
     augment = forms.BooleanField(
         required=False, help_text="MNIST only: random shifts, rotations and scaling of the training digits."

@@ -384,7 +384,7 @@ CHAT_RATE_WINDOW = env.int("CHAT_RATE_WINDOW", default=60)
 # --- mlmodels: the registry of trained models, their training tasks and the prediction API ---------------------
 
 # Architecture of the MNIST model `ensure_models` trains when none is active (mlp or cnn), and its epochs
-# (0: the architecture's default, 20 for the MLP and 12 for the CNN; 40 and 15 with augmentation).
+# (0: the architecture's default, 20 for the MLP and 12 for the CNN; 60 and 15 with augmentation).
 MLMODELS_MNIST_DEFAULT_ARCH = env("MLMODELS_MNIST_DEFAULT_ARCH", default="mlp")
 MLMODELS_MNIST_DEFAULT_EPOCHS = env.int("MLMODELS_MNIST_DEFAULT_EPOCHS", default=0)
 # A first start queues a quick-start digits model (an MLP trained in under a minute) before the full one, so that

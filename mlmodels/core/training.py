@@ -325,7 +325,7 @@ def mnist_model(
             dropout=0.2,
             learning_rate=1e-3,
             batch_size=128,
-            max_epochs=epochs or (40 if augment else 20),
+            max_epochs=epochs or (60 if augment else 20),
             lr_schedule="cosine",
             n_iter_no_change=100,
             augmentation=augmentation,

@@ -27,7 +27,7 @@ class Command(TrainingCommand):
         parser.add_argument(
             "--epochs",
             type=int,
-            help="default: the architecture's (MLP 20, CNN 12; with --augment 40 and 15)",
+            help="default: the architecture's (MLP 20, CNN 12; with --augment 60 and 15)",
         )
         parser.add_argument("--augment", action="store_true", help="random shifts, rotations and scaling")
         parser.add_argument("--seed", type=int, default=0)
