@@ -11,6 +11,7 @@ import contextlib
 import csv
 import datetime
 import io
+import logging
 import re
 import unicodedata
 import zipfile
@@ -21,6 +22,8 @@ from typing import TYPE_CHECKING
 from core.errors import InvalidInput
 from knowledge import ocr
 from knowledge.ocr import OcrOptions
+
+logger = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from bs4 import Tag
@@ -718,7 +721,12 @@ def parse_pdf(
                 try:
                     page_text = textpage.get_text_bounded()
                     if sum(c.isalnum() for c in page_text) >= MIN_TEXT_LAYER_CHARS:
-                        pieces = pdf_tables.page_tables(textpage)
+                        try:
+                            pieces = pdf_tables.page_tables(textpage)
+                        except Exception:
+                            # Tables are a refinement: a page whose tables cannot be read is read as text, as before.
+                            logger.warning("page %d: its tables could not be read", index + 1, exc_info=True)
+                            pieces = None
                         if pieces is not None:
                             before = with_tables.get(index - 1)
                             with_tables[index] = pdf_tables.continued(before, pieces) if before else pieces

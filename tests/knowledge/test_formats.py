@@ -392,6 +392,29 @@ def test_a_pdf_table_becomes_markdown_rows_with_its_header_between_the_text_arou
     ]
 
 
+def test_a_page_whose_tables_cannot_be_read_is_read_as_text(monkeypatch, caplog):
+    from knowledge import pdf_tables
+
+    def broken(textpage):
+        raise ValueError("an unexpected character box")
+
+    monkeypatch.setattr(pdf_tables, "page_tables", broken)
+    table = documents.table_items(
+        ["Setting", "Default", "Unit"],
+        [["work_mem", "4", "MB"], ["max_connections", "100", "connections"], ["shared_buffers", "128", "MB"]],
+        columns=[20, 70, 100],
+        top=40,
+    )
+    page = [(20, 30, "The limits below apply to every server.", "helvetica"), *table]
+
+    parsed = parsing.parse(documents.positioned_pdf_bytes([page]), filename="limits.pdf")
+
+    text = " ".join(block.text for block in parsed.blocks)
+    assert not any(block.table for block in parsed.blocks)
+    assert "The limits below apply to every server." in text and "max_connections" in text
+    assert "page 1: its tables could not be read" in caplog.text
+
+
 def test_a_pdf_table_header_is_told_by_its_font_or_by_words_over_numbers_and_a_list_of_terms_has_none():
     numbers = [
         (x, 30 + n * 5.5, cell, "helvetica")
