@@ -751,8 +751,9 @@ def parse_pdf(
                 if not page_read.is_noise:
                     for paragraph in _ocr_paragraphs(page_read):
                         builder.add_block(paragraph, headings, index + 1)
-            elif index in with_tables:
-                for piece in with_tables.pop(index):
+            else:
+                # A page with tables comes as its text and tables in order; any other page as its text alone.
+                for piece in with_tables.pop(index, None) or [texts[index]]:
                     if isinstance(piece, str):
                         for paragraph in _pdf_paragraphs(piece):
                             builder.add_block(paragraph, headings, index + 1)
@@ -760,9 +761,6 @@ def parse_pdf(
                         _add_table(
                             builder, piece.rows, header=piece.header, headings=headings, page=index + 1
                         )
-            else:
-                for paragraph in _pdf_paragraphs(texts[index]):
-                    builder.add_block(paragraph, headings, index + 1)
             texts[index] = ""
             if on_page is not None and (index in scanned_set or index % 10 == 9 or index == page_count - 1):
                 on_page(index + 1, page_count)
